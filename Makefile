@@ -1,0 +1,40 @@
+# The two commands a student needs: `make demo` and `make test`. Both create .venv when it is missing.
+# Every install passes -c constraints.txt so a CPU machine never pulls CUDA wheels for torch.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.deeppose-installed
+PROFILE ?= classroom
+
+# Real data: DEEPPOSE_DATA if set, else ../shared/data (CI, read only) when present, else data/.
+ifeq ($(origin DEEPPOSE_DATA), undefined)
+  ifneq ($(wildcard ../shared/data/lsp/joints.mat),)
+    export DEEPPOSE_DATA := $(abspath ../shared/data)
+  endif
+endif
+# Keep torch to the cores we have; two cores, two threads.
+export OMP_NUM_THREADS ?= 2
+
+.PHONY: demo test lint bench notebooks clean install
+
+$(STAMP): pyproject.toml constraints.txt
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q -c constraints.txt -e '.[dev]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+demo: $(STAMP)
+	$(VENV)/bin/deeppose-lab demo --profile $(PROFILE) --out runs/demo
+
+test: $(STAMP)
+	$(PY) -m pytest -q tests
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check deeppose_lab tests
+
+bench: $(STAMP)
+	$(PY) -m deeppose_lab.bench
+
+clean:
+	rm -rf runs .pytest_cache

@@ -1,0 +1,59 @@
+"""Atomic file writes: a reader sees the old file or the new one, never half of either.
+
+Checkpoints, reports and exports all go through here, so a crash, a full disk or SIGKILL in the middle
+of a save leaves the previous file intact. The bytes go to a temporary file in the same folder (same
+file system, so the rename is atomic), are flushed to disk, and only then replace the target.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import BinaryIO
+
+
+@contextlib.contextmanager
+def atomic_open(path: Path | str) -> Iterator[BinaryIO]:
+    """Open a temporary binary file beside ``path``; on success it replaces ``path`` in one rename."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            yield fh
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+    fsync_folder(path.parent)
+
+
+def fsync_folder(folder: Path) -> None:
+    """Make the rename itself durable (best effort; some file systems refuse fsync on a folder)."""
+    with contextlib.suppress(OSError):
+        fd = os.open(folder, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+def write_bytes(path: Path | str, data: bytes) -> None:
+    with atomic_open(path) as fh:
+        fh.write(data)
+
+
+def write_text(path: Path | str, text: str) -> None:
+    write_bytes(path, text.encode("utf-8"))
+
+
+def write_with(path: Path | str, writer: Callable[[BinaryIO], None]) -> None:
+    """Atomically write whatever ``writer(fh)`` writes (torch.save, np.savez, PIL's save, savefig)."""
+    with atomic_open(path) as fh:
+        writer(fh)

@@ -1,0 +1,224 @@
+"""Boxes, the one affine warp per crop, the paper's normalisation N and its inverse, and augmentation.
+
+A box is a float array ``[cx, cy, w, h]`` in internal pixel coordinates (see ``sample.py``).
+Every crop is made by ONE 3×3 matrix that maps image coordinates to crop coordinates; the same matrix
+moves the joints, so image and labels cannot disagree. Augmentation (box jitter, rotation, flip) is
+composed into that matrix rather than applied as separate resamplings.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from PIL import Image
+
+from .skeleton import flip_permutation, torso_diameter
+
+FILL_VALUE = (0, 0, 0)
+
+
+def make_box(cx: float, cy: float, w: float, h: float) -> np.ndarray:
+    """A box [cx, cy, w, h]; refuses empty or non-finite boxes, which would divide by zero in N."""
+    box = np.array([cx, cy, w, h], dtype=np.float64)
+    if not np.all(np.isfinite(box)) or w <= 0 or h <= 0:
+        raise ValueError(f"box must be finite with positive size, got {box.tolist()}")
+    return box
+
+
+def box_from_corners(x0: float, y0: float, x1: float, y1: float) -> np.ndarray:
+    """A box from its corners (x0, y0) top-left and (x1, y1) bottom-right, as a user types it."""
+    return make_box((x0 + x1) / 2, (y0 + y1) / 2, x1 - x0, y1 - y0)
+
+
+def square_box(box: np.ndarray) -> np.ndarray:
+    """Pad the shorter side so the box is square (the network input is square; no aspect distortion)."""
+    side = max(box[2], box[3])
+    return make_box(box[0], box[1], side, side)
+
+
+def image_box(height: int, width: int) -> np.ndarray:
+    """The test-time box that uses no ground truth: the whole image, padded to a square (as the paper did on LSP)."""
+    return square_box(make_box(width / 2, height / 2, width, height))
+
+
+def person_box(joints: np.ndarray, visible: np.ndarray | None = None, margin: float = 0.15) -> np.ndarray:
+    """The training box: the joints' extremes, widened by ``margin`` of the larger side on every edge, squared.
+
+    Only visible joints count when at least two are visible (unannotated LSP-extended joints can lie far
+    outside the image); otherwise all joints do.
+    """
+    pts = joints
+    if visible is not None and int(np.sum(visible)) >= 2:
+        pts = joints[visible]
+    lo, hi = pts.min(axis=0), pts.max(axis=0)
+    side = max(float(np.max(hi - lo)), 1.0) * (1.0 + 2.0 * margin)
+    centre = (lo + hi) / 2.0
+    return make_box(centre[0], centre[1], side, side)
+
+
+def cascade_box(centre: np.ndarray, diam: float, sigma: float) -> np.ndarray:
+    """The refinement box of stage s ≥ 2: a square of side σ·diam(y) centred on a joint estimate."""
+    side = max(float(sigma) * float(diam), 1e-6)
+    return make_box(centre[0], centre[1], side, side)
+
+
+def cascade_boxes(pose: np.ndarray, sigma: float, min_diam: float = 1.0) -> np.ndarray:
+    """One σ·diam box per joint of a (14, 2) pose, as a (14, 4) array; diam is floored at ``min_diam`` px."""
+    diam = max(float(torso_diameter(pose)), min_diam)
+    side = sigma * diam
+    return np.column_stack([pose[:, 0], pose[:, 1], np.full(len(pose), side), np.full(len(pose), side)])
+
+
+def normalise(joints: np.ndarray, box: np.ndarray) -> np.ndarray:
+    """N(y; b) = (y − b_c) / (b_w, b_h): inside the box, coordinates lie in [−0.5, 0.5]."""
+    return (np.asarray(joints, dtype=np.float64) - box[:2]) / box[2:]
+
+
+def denormalise(normalised: np.ndarray, box: np.ndarray) -> np.ndarray:
+    """N⁻¹(u; b) = u · (b_w, b_h) + b_c, the exact inverse of ``normalise``."""
+    return np.asarray(normalised, dtype=np.float64) * box[2:] + box[:2]
+
+
+# --- affine matrices (3×3, acting on column vectors [x, y, 1]) -------------------------------------
+
+def translation(dx: float, dy: float) -> np.ndarray:
+    return np.array([[1.0, 0.0, dx], [0.0, 1.0, dy], [0.0, 0.0, 1.0]])
+
+
+def scaling(sx: float, sy: float) -> np.ndarray:
+    return np.array([[sx, 0.0, 0.0], [0.0, sy, 0.0], [0.0, 0.0, 1.0]])
+
+
+def rotation(degrees: float) -> np.ndarray:
+    t = np.deg2rad(degrees)
+    c, s = np.cos(t), np.sin(t)
+    return np.array([[c, -s, 0.0], [s, c, 0.0], [0.0, 0.0, 1.0]])
+
+
+def box_to_crop(box: np.ndarray, size: int) -> np.ndarray:
+    """The matrix taking image coordinates to crop coordinates: the box fills the size×size crop.
+
+    In crop coordinates a point p maps to normalised coordinates p / size − 0.5 = N(y; b), with the box's
+    own width and height as separate x and y scales.
+    """
+    return translation(size / 2, size / 2) @ scaling(size / box[2], size / box[3]) @ translation(-box[0], -box[1])
+
+
+def horizontal_flip(size: int) -> np.ndarray:
+    """Mirror crop coordinates: x → size − x. Labels must be swapped with ``flip_permutation`` as well."""
+    return np.array([[-1.0, 0.0, float(size)], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]])
+
+
+def apply_affine(matrix: np.ndarray, points: np.ndarray) -> np.ndarray:
+    """Apply a 3×3 affine matrix to (..., 2) points."""
+    pts = np.asarray(points, dtype=np.float64)
+    return pts @ matrix[:2, :2].T + matrix[:2, 2]
+
+
+def crop_to_normalised(points: np.ndarray, size: int) -> np.ndarray:
+    """Crop pixel coordinates to the network's target space, the same space as N(y; b)."""
+    return np.asarray(points, dtype=np.float64) / size - 0.5
+
+
+def normalised_to_crop(normalised: np.ndarray, size: int) -> np.ndarray:
+    return (np.asarray(normalised, dtype=np.float64) + 0.5) * size
+
+
+def warp_image(image: np.ndarray, matrix: np.ndarray, size: int, fill: tuple[int, int, int] = FILL_VALUE) -> np.ndarray:
+    """Resample ``image`` into a size×size crop with ONE bilinear warp; outside the image is ``fill``.
+
+    Pillow samples at pixel centres, which matches our continuous convention, so the matrix that moves the
+    joints also moves the pixels (tested with a single bright pixel).
+    """
+    inverse = np.linalg.inv(matrix)
+    coeffs = tuple(inverse[:2].reshape(-1))
+    pil = Image.fromarray(image)
+    out = pil.transform((size, size), Image.Transform.AFFINE, coeffs, resample=Image.Resampling.BILINEAR, fillcolor=fill)
+    return np.asarray(out)
+
+
+# --- augmentation ---------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Augmentation:
+    """Ranges for the random affine augmentation; ``Augmentation.none()`` is what validation and test use."""
+
+    shift: float = 0.0  # box centre moves by up to this fraction of the box size
+    scale: float = 0.0  # box side multiplied by a factor in [1 − scale, 1 + scale]
+    rotate: float = 0.0  # degrees, uniform in [−rotate, rotate]
+    flip: bool = False  # horizontal flip with probability 0.5
+    colour: float = 0.0  # per-channel gain in [1 − colour, 1 + colour], plus brightness noise
+
+    @staticmethod
+    def none() -> Augmentation:
+        return Augmentation()
+
+    @property
+    def is_identity(self) -> bool:
+        return self == Augmentation.none()
+
+
+@dataclass(frozen=True)
+class CropTransform:
+    """What one crop did: the image→crop matrix and whether labels were flipped (for joint relabelling)."""
+
+    matrix: np.ndarray
+    flipped: bool
+    size: int
+
+
+def crop_transform(box: np.ndarray, size: int, aug: Augmentation = Augmentation(), rng: np.random.Generator | None = None) -> CropTransform:
+    """Compose box jitter, rotation about the box centre and a flip into one image→crop matrix."""
+    if aug.is_identity:
+        return CropTransform(box_to_crop(box, size), False, size)
+    if rng is None:
+        raise ValueError("random augmentation needs an explicit numpy Generator (rng)")
+    shift = rng.uniform(-aug.shift, aug.shift, size=2) * box[2:]
+    factor = rng.uniform(1.0 - aug.scale, 1.0 + aug.scale)
+    jittered = make_box(box[0] + shift[0], box[1] + shift[1], box[2] * factor, box[3] * factor)
+    angle = rng.uniform(-aug.rotate, aug.rotate)
+    about_centre = translation(jittered[0], jittered[1]) @ rotation(angle) @ translation(-jittered[0], -jittered[1])
+    matrix = box_to_crop(jittered, size) @ about_centre
+    flipped = bool(aug.flip and rng.random() < 0.5)
+    if flipped:
+        matrix = horizontal_flip(size) @ matrix
+    return CropTransform(matrix, flipped, size)
+
+
+def transform_joints(t: CropTransform, joints: np.ndarray, visible: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Joints and visibility in crop coordinates, left/right relabelled when the crop was flipped.
+
+    Returns new arrays; the inputs (often a data set's cached arrays) are never modified.
+    """
+    moved = apply_affine(t.matrix, joints)
+    vis = np.array(visible, dtype=bool, copy=True)
+    if t.flipped:
+        perm = flip_permutation()
+        moved, vis = moved[perm], vis[perm]
+    return moved, vis
+
+
+def crop_sample(image: np.ndarray, joints: np.ndarray, visible: np.ndarray, box: np.ndarray, size: int,
+                aug: Augmentation = Augmentation(), rng: np.random.Generator | None = None,
+                ) -> tuple[np.ndarray, np.ndarray, np.ndarray, CropTransform]:
+    """Crop + normalised target in one go: (crop uint8, N-space joints (14, 2), visibility, transform)."""
+    t = crop_transform(box, size, aug, rng)
+    crop = warp_image(image, t.matrix, size)
+    moved, vis = transform_joints(t, joints, visible)
+    if aug.colour > 0 and rng is not None:
+        crop = colour_jitter(crop, aug.colour, rng)
+    return crop, crop_to_normalised(moved, size), vis, t
+
+
+def colour_jitter(crop: np.ndarray, amount: float, rng: np.random.Generator) -> np.ndarray:
+    """Per-channel gain and a brightness offset, clipped to uint8: photometric noise that moves no joint."""
+    gain = rng.uniform(1.0 - amount, 1.0 + amount, size=3)
+    offset = rng.uniform(-amount, amount) * 255.0
+    out = crop.astype(np.float32) * gain + offset
+    return np.clip(out, 0, 255).astype(np.uint8)
+
+
+def uncrop_joints(normalised: np.ndarray, matrix: np.ndarray, size: int) -> np.ndarray:
+    """Network output (N-space, crop of ``matrix``) back to IMAGE coordinates: N⁻¹ through the inverse warp."""
+    return apply_affine(np.linalg.inv(matrix), normalised_to_crop(normalised, size))

@@ -1,0 +1,88 @@
+"""Loading an image file into the RGB uint8 array every sample carries, with errors that name the file.
+
+Students bring odd files; every failure here says which file and what is wrong with it rather than
+surfacing a Pillow traceback.
+"""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+# Refuse images above ~89 megapixels before decoding them (a decompression bomb would allocate GBs).
+MAX_PIXELS = 89_478_485
+
+
+class DataError(ValueError):
+    """A data file is missing or malformed; the message starts with the file's path."""
+
+    def __init__(self, path: Path | str, problem: str) -> None:
+        super().__init__(f"{path}: {problem}")
+        self.path = Path(path)
+        self.problem = problem
+
+
+def to_rgb_array(img: Image.Image) -> np.ndarray:
+    """Any Pillow mode (grey, palette, RGBA, CMYK, 16-bit) to (H, W, 3) uint8 RGB."""
+    if img.mode in ("I;16", "I;16B", "I;16L", "I"):
+        arr = np.asarray(img, dtype=np.float64)
+        top = 65535.0 if img.mode.startswith("I;16") else max(float(arr.max()), 1.0)
+        grey = np.clip(arr / top * 255.0 + 0.5, 0, 255).astype(np.uint8)
+        return np.repeat(grey[:, :, None], 3, axis=2)
+    if img.mode == "F":
+        arr = np.asarray(img, dtype=np.float64)
+        grey = np.clip(arr, 0, 255).astype(np.uint8)
+        return np.repeat(grey[:, :, None], 3, axis=2)
+    if img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info):
+        rgba = img.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return np.asarray(Image.alpha_composite(background, rgba).convert("RGB"))
+    return np.asarray(img.convert("RGB"))
+
+
+def load_image(path: Path | str, apply_exif: bool = True) -> np.ndarray:
+    """Decode ``path`` to (H, W, 3) uint8 RGB, upright as a viewer shows it (EXIF orientation applied)."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(path, "image file not found")
+    if path.stat().st_size == 0:
+        raise DataError(path, "image file is empty (0 bytes)")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(path) as img:
+                w, h = img.size
+                if w * h > MAX_PIXELS:
+                    raise DataError(path, f"image is {w}×{h} pixels, above the {MAX_PIXELS}-pixel safety limit")
+                img.load()
+                if apply_exif:
+                    img = ImageOps.exif_transpose(img)
+                arr = to_rgb_array(img)
+    except DataError:
+        raise
+    except UnidentifiedImageError:
+        raise DataError(path, "not a readable image (unknown or corrupt format)") from None
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        raise DataError(path, f"image too large to decode safely ({exc})") from None
+    except (OSError, SyntaxError, ValueError) as exc:
+        raise DataError(path, f"image is truncated or corrupt ({exc})") from None
+    if arr.shape[0] < 1 or arr.shape[1] < 1:
+        raise DataError(path, "image has no pixels")
+    return np.ascontiguousarray(arr)
+
+
+def image_size(path: Path | str) -> tuple[int, int]:
+    """(height, width) from the header only, EXIF orientation applied; cheap enough to call on every file."""
+    path = Path(path)
+    try:
+        with Image.open(path) as img:
+            w, h = img.size
+            orientation = img.getexif().get(0x0112, 1)
+    except FileNotFoundError:
+        raise DataError(path, "image file not found") from None
+    except (UnidentifiedImageError, OSError) as exc:
+        raise DataError(path, f"not a readable image ({exc})") from None
+    return (w, h) if orientation in (5, 6, 7, 8) else (h, w)

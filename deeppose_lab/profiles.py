@@ -1,0 +1,148 @@
+"""One config object for every command and notebook, with three documented presets.
+
+- ``smoke``: runs every code path in seconds (CI, ``pytest --nbval``); numbers mean nothing.
+- ``classroom``: trains every stage on LSP on a 2-core CPU in minutes (narrow net, small input).
+- ``paper``: the paper's recipe (220 px, full AlexNet, AdaGrad, σ = 2, 3 stages, 40 boxes); GPU days.
+
+Loss masking: ``mask_hidden`` drops hidden joints from the loss. LSP labels its occluded joints with
+plausible positions, but LSP-extended's unannotated joints can lie anywhere, so every profile masks them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass, field
+
+from .geometry import Augmentation
+
+
+@dataclass(frozen=True)
+class Profile:
+    name: str = "classroom"
+    # stage-1 network and crops
+    input_size: int = 112
+    width: float = 0.5
+    dropout: float = 0.5
+    lrn: bool = True
+    train_box: str = "image"  # "image": the test-time box (whole image, squared); "person": joints' extremes
+    box_margin: float = 0.15
+    augment: Augmentation = field(default_factory=lambda: Augmentation(shift=0.05, scale=0.1, rotate=15.0,
+                                                                        flip=True, colour=0.2))
+    mask_hidden: bool = True
+    # optimisation
+    optimizer: str = "adam"  # "adagrad" (the paper's), "sgd" (momentum 0.9) or "adam"
+    lr: float = 1e-3
+    weight_decay: float = 1e-4
+    schedule: str = "cosine"  # "cosine", "step" (×0.1 at 2/3) or "constant"
+    batch_size: int = 64
+    epochs: int = 40
+    val_every: int = 5  # epochs between validation passes (0: never)
+    val_images: int = 200
+    seed: int = 0
+    # cascade
+    stages: int = 3
+    sigma: float = 2.0
+    boxes_per_joint: int = 2  # simulated boxes per joint per image per epoch (paper: 40 in all)
+    refine_input_size: int = 64
+    refine_width: float = 0.5
+    refine_epochs: int = 6
+    refine_lr: float = 1e-3
+    # data
+    synthetic_train: int = 2000
+    synthetic_test: int = 500
+    # speed options (measured in `make bench`)
+    bf16: bool = False
+    channels_last: bool = False
+    threads: int = 0  # 0: leave torch's default
+
+    def replace(self, **changes: object) -> Profile:
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @staticmethod
+    def from_dict(d: dict) -> Profile:
+        d = dict(d)
+        d["augment"] = Augmentation(**d["augment"]) if isinstance(d.get("augment"), dict) else Augmentation()
+        known = {f.name for f in dataclasses.fields(Profile)}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise ValueError(f"unknown profile fields {unknown}")
+        return Profile(**d)
+
+
+PROFILES: dict[str, Profile] = {
+    "smoke": Profile(
+        name="smoke", input_size=64, width=0.125, dropout=0.0, batch_size=16, epochs=2, val_every=1, val_images=16,
+        stages=2, boxes_per_joint=1, refine_input_size=48, refine_width=0.125, refine_epochs=1,
+        synthetic_train=64, synthetic_test=16,
+    ),
+    "classroom": Profile(),
+    "paper": Profile(
+        name="paper", input_size=220, width=1.0, dropout=0.6, train_box="image", optimizer="adagrad", lr=5e-4,
+        weight_decay=0.0, schedule="constant", batch_size=128, epochs=100, stages=3, sigma=2.0,
+        boxes_per_joint=40, refine_input_size=220, refine_width=1.0, refine_epochs=20, refine_lr=5e-4,
+        synthetic_train=10000, synthetic_test=1000,
+    ),
+}
+
+
+def get_profile(name: str | None = None, **overrides: object) -> Profile:
+    """The named preset (default: ``$DEEPPOSE_PROFILE``, else ``classroom``) with single fields overridden."""
+    name = name or os.environ.get("DEEPPOSE_PROFILE", "classroom")
+    if name not in PROFILES:
+        raise ValueError(f"unknown profile {name!r}; choose one of {sorted(PROFILES)}")
+    return apply_overrides(PROFILES[name], overrides)
+
+
+def apply_overrides(profile: Profile, overrides: dict[str, object]) -> Profile:
+    """Replace fields by name, converting strings from the command line to the field's type."""
+    fields = {f.name: f for f in dataclasses.fields(Profile)}
+    changes: dict[str, object] = {}
+    for key, value in overrides.items():
+        if key not in fields:
+            raise ValueError(f"unknown profile field {key!r}; fields are {sorted(fields)}")
+        current = getattr(profile, key)
+        changes[key] = convert(key, value, current) if isinstance(value, str) else value
+    out = profile.replace(**changes)
+    validate(out)
+    return out
+
+
+def convert(key: str, text: str, current: object) -> object:
+    if isinstance(current, bool):
+        if text.lower() in ("1", "true", "yes", "on"):
+            return True
+        if text.lower() in ("0", "false", "no", "off"):
+            return False
+        raise ValueError(f"{key} must be true or false, got {text!r}")
+    if isinstance(current, Augmentation):
+        raise ValueError(f"{key} cannot be set from the command line")
+    try:
+        return type(current)(text)
+    except ValueError:
+        raise ValueError(f"{key} must be a {type(current).__name__}, got {text!r}") from None
+
+
+def validate(p: Profile) -> None:
+    """Refuse sizes and rates that would only fail later, deep inside a training run."""
+    positive = ["input_size", "batch_size", "refine_input_size", "stages", "boxes_per_joint", "synthetic_train",
+                "synthetic_test", "lr", "refine_lr", "width", "refine_width", "sigma"]
+    for key in positive:
+        if not getattr(p, key) > 0:
+            raise ValueError(f"profile field {key} must be positive, got {getattr(p, key)!r}")
+    for key in ["epochs", "refine_epochs", "val_every", "val_images", "threads", "weight_decay"]:
+        if getattr(p, key) < 0:
+            raise ValueError(f"profile field {key} must not be negative, got {getattr(p, key)!r}")
+    if p.input_size < 48 or p.refine_input_size < 48:
+        raise ValueError("input sizes below 48 px leave no feature map for the AlexNet structure")
+    if not 0 <= p.dropout < 1:
+        raise ValueError(f"dropout must be in [0, 1), got {p.dropout}")
+    if p.optimizer not in ("adagrad", "sgd", "adam"):
+        raise ValueError(f"optimizer must be adagrad, sgd or adam, got {p.optimizer!r}")
+    if p.schedule not in ("cosine", "step", "constant"):
+        raise ValueError(f"schedule must be cosine, step or constant, got {p.schedule!r}")
+    if p.train_box not in ("image", "person"):
+        raise ValueError(f"train_box must be image or person, got {p.train_box!r}")

@@ -1,0 +1,54 @@
+"""The one sample type every data set yields, and the pixel convention its joints use.
+
+Pixel convention (internal): continuous image coordinates with the origin at the top-left CORNER of
+the top-left pixel, x to the right, y down; the centre of pixel (row r, column c) is (c + 0.5, r + 0.5).
+The annotation files (MATLAB) put pixel centres on integers starting at 1, so
+internal = file - 0.5 and file = internal + 0.5 (see ``from_file_units`` / ``to_file_units``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .skeleton import NUM_JOINTS
+
+# MATLAB puts the centre of the first pixel at 1.0; we put it at 0.5.
+FILE_UNITS_OFFSET = 0.5
+
+
+def from_file_units(joints: np.ndarray) -> np.ndarray:
+    """Annotation-file (MATLAB, 1-based pixel centres) coordinates to internal coordinates."""
+    return np.asarray(joints, dtype=np.float64) - FILE_UNITS_OFFSET
+
+
+def to_file_units(joints: np.ndarray) -> np.ndarray:
+    """Internal coordinates back to the annotation file's own units, for exports."""
+    return np.asarray(joints, dtype=np.float64) + FILE_UNITS_OFFSET
+
+
+@dataclass(frozen=True)
+class Sample:
+    """An RGB image (H, W, 3) uint8, its joints (14, 2) float64 in internal pixels, visibility (14,) bool."""
+
+    image: np.ndarray
+    joints: np.ndarray
+    visible: np.ndarray
+    id: str
+
+    def __post_init__(self) -> None:
+        if self.image.ndim != 3 or self.image.shape[2] != 3 or self.image.dtype != np.uint8:
+            raise ValueError(f"sample {self.id}: image must be (H, W, 3) uint8, got {self.image.shape} {self.image.dtype}")
+        if self.joints.shape != (NUM_JOINTS, 2):
+            raise ValueError(f"sample {self.id}: joints must be ({NUM_JOINTS}, 2), got {self.joints.shape}")
+        if self.visible.shape != (NUM_JOINTS,) or self.visible.dtype != bool:
+            raise ValueError(f"sample {self.id}: visible must be ({NUM_JOINTS},) bool")
+
+    @property
+    def height(self) -> int:
+        return int(self.image.shape[0])
+
+    @property
+    def width(self) -> int:
+        return int(self.image.shape[1])
