@@ -22,6 +22,7 @@ def atomic_open(path: Path | str) -> Iterator[BinaryIO]:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        os.fchmod(fd, 0o666 & ~current_umask())  # mkstemp makes 0600; give the file the usual permissions
         with os.fdopen(fd, "wb") as fh:
             yield fh
             fh.flush()
@@ -32,6 +33,12 @@ def atomic_open(path: Path | str) -> Iterator[BinaryIO]:
             os.unlink(tmp)
         raise
     fsync_folder(path.parent)
+
+
+def current_umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def fsync_folder(folder: Path) -> None:

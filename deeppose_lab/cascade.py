@@ -1,0 +1,174 @@
+"""The cascade: stage 1 regresses the whole pose, each later stage moves every joint within a σ·diam box.
+
+Paper reading used here (the ψ_i reading): a stage s ≥ 2 is ONE network, with its own parameters, that
+outputs all 14 joints' normalised positions for any crop; for the crop around joint i only output i is
+used (at test time) and trained (the loss weight is one-hot on i). The joint's identity reaches the
+network through which output is read and trained, as in the paper's ψ_i(x; θ_s).
+
+Training data of stage s (paper §3.3): run stage s−1 on the TRAINING images, take each joint's
+displacement y_i^(s−1) − y_i in units of σ·diam(y^(s−1)), fit a normal per joint, and crop boxes centred
+at y_i + δ with δ drawn from it. Test images never enter the statistics.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import nn
+
+from .crops import CropItem, inference_box, loss_weight, to_tensor
+from .datasets import PoseDataset
+from .geometry import Augmentation, box_to_crop, cascade_boxes, crop_sample, make_box, uncrop_joints, warp_image
+from .skeleton import NUM_JOINTS, flip_permutation, torso_diameter
+
+MIN_DIAM = 1.0  # pixels: a collapsed predicted torso still gets a usable box
+
+
+@dataclass(frozen=True)
+class DisplacementStats:
+    """Per joint: mean (14, 2) and covariance (14, 2, 2) of y^(s−1) − y in units of σ·diam(y^(s−1))."""
+
+    mean: np.ndarray
+    cov: np.ndarray
+    count: np.ndarray  # (14,) how many training joints each fit used
+
+    def to_payload(self) -> dict[str, torch.Tensor]:
+        return {"mean": torch.from_numpy(self.mean), "cov": torch.from_numpy(self.cov),
+                "count": torch.from_numpy(self.count)}
+
+    @staticmethod
+    def from_payload(d: dict[str, torch.Tensor]) -> DisplacementStats:
+        return DisplacementStats(d["mean"].numpy(), d["cov"].numpy(), d["count"].numpy())
+
+
+def box_side(pose: np.ndarray, sigma: float) -> np.ndarray:
+    """σ·diam(y) per pose, for (..., 14, 2) poses; diam floored at ``MIN_DIAM`` pixels."""
+    return sigma * np.maximum(torso_diameter(pose), MIN_DIAM)
+
+
+def displacement_stats(pred: np.ndarray, true: np.ndarray, visible: np.ndarray, sigma: float) -> DisplacementStats:
+    """Fit the per-joint normal of stage s−1's errors on the TRAINING set (visible joints only).
+
+    Hidden LSP-extended joints can carry arbitrary coordinates, so they are left out of the fit; a joint
+    with fewer than two usable examples falls back to a zero-mean normal of a tenth of the box.
+    """
+    units = (pred - true) / box_side(pred, sigma)[:, None, None]
+    mean = np.zeros((NUM_JOINTS, 2))
+    cov = np.tile(np.eye(2) * 0.01, (NUM_JOINTS, 1, 1))
+    count = visible.sum(axis=0).astype(np.int64)
+    for j in range(NUM_JOINTS):
+        d = units[visible[:, j], j]
+        if len(d) >= 2:
+            mean[j] = d.mean(axis=0)
+            cov[j] = np.cov(d, rowvar=False) + np.eye(2) * 1e-6
+    return DisplacementStats(mean, cov, count)
+
+
+class RefineCrops:
+    """Stage-s items: ``boxes_per_joint`` simulated boxes per joint per image, target N(y_i; b), weight on i.
+
+    With ``simulate=False`` (validation) the box is centred on stage s−1's actual estimate instead, exactly
+    as at test time.
+    """
+
+    def __init__(self, dataset: PoseDataset, previous: np.ndarray, stats: DisplacementStats, sigma: float, size: int,
+                 boxes_per_joint: int, augment: Augmentation, mask_hidden: bool = True, simulate: bool = True) -> None:
+        self.dataset, self.previous, self.stats = dataset, np.asarray(previous, dtype=np.float64), stats
+        self.sigma, self.size, self.boxes_per_joint = sigma, size, boxes_per_joint
+        self.augment, self.mask_hidden, self.simulate = augment, mask_hidden, simulate
+        self.chol = np.linalg.cholesky(stats.cov)
+
+    def __len__(self) -> int:
+        return len(self.dataset) * NUM_JOINTS * self.boxes_per_joint
+
+    def box(self, n: int, joint: int, rng: np.random.Generator | None) -> np.ndarray:
+        side = float(box_side(self.previous[n], self.sigma))
+        if not self.simulate:
+            centre = self.previous[n, joint]
+        else:
+            z = self.stats.mean[joint]
+            if rng is not None:
+                z = z + self.chol[joint] @ rng.standard_normal(2)
+            centre = self.dataset.joints[n, joint] + z * side
+        return make_box(centre[0], centre[1], side, side)
+
+    def item(self, index: int, rng: np.random.Generator | None) -> CropItem:
+        n, joint = divmod(index // self.boxes_per_joint, NUM_JOINTS)
+        sample = self.dataset[n]
+        box = self.box(n, joint, rng)
+        aug = self.augment if rng is not None else Augmentation.none()
+        crop, target, vis, t = crop_sample(sample.image, sample.joints, sample.visible, box, self.size, aug, rng)
+        only_joint = np.zeros(NUM_JOINTS, dtype=np.float32)
+        only_joint[joint] = 1.0
+        if t.flipped:
+            only_joint = only_joint[flip_permutation()]
+        return CropItem(crop, target.astype(np.float32), only_joint * loss_weight(vis, self.mask_hidden))
+
+
+@torch.no_grad()
+def run_model(model: nn.Module, crops: np.ndarray, batch_size: int = 128) -> np.ndarray:
+    """(B, 14, 2) normalised outputs for uint8 crops (B, S, S, 3), in eval mode."""
+    model.eval()
+    outs = [model(to_tensor(crops[i:i + batch_size])).float() for i in range(0, len(crops), batch_size)]
+    return torch.cat(outs).view(len(crops), NUM_JOINTS, 2).numpy().astype(np.float64)
+
+
+def predict_stage1(model: nn.Module, dataset: PoseDataset, size: int, boxes: np.ndarray | None = None,
+                   batch_size: int = 64) -> np.ndarray:
+    """Stage 1 on every image: crop the test-time box (no labels used), regress, map back. (N, 14, 2) px."""
+    out = np.empty((len(dataset), NUM_JOINTS, 2))
+    for start in range(0, len(dataset), batch_size):
+        idx = range(start, min(start + batch_size, len(dataset)))
+        mats, crops = [], []
+        for n in idx:
+            sample = dataset[n]
+            box = inference_box(sample, None if boxes is None else boxes[n])
+            mats.append(box_to_crop(box, size))
+            crops.append(warp_image(sample.image, mats[-1], size))
+        pred = run_model(model, np.stack(crops), batch_size)
+        for k, n in enumerate(idx):
+            out[n] = uncrop_joints(pred[k], mats[k], size)
+    return out
+
+
+def refine(model: nn.Module, dataset: PoseDataset, previous: np.ndarray, sigma: float, size: int,
+           images_per_batch: int = 8) -> np.ndarray:
+    """One cascade stage: every joint's crop of an image in one batch; joint i moves by output i, in IMAGE px."""
+    out = np.empty_like(previous, dtype=np.float64)
+    for start in range(0, len(dataset), images_per_batch):
+        idx = range(start, min(start + images_per_batch, len(dataset)))
+        mats, crops = [], []
+        for n in idx:
+            image = dataset[n].image
+            for box in cascade_boxes(previous[n], sigma, MIN_DIAM):
+                mats.append(box_to_crop(box, size))
+                crops.append(warp_image(image, mats[-1], size))
+        pred = run_model(model, np.stack(crops), len(crops)).reshape(len(idx), NUM_JOINTS, NUM_JOINTS, 2)
+        for k, n in enumerate(idx):
+            for j in range(NUM_JOINTS):
+                out[n, j] = uncrop_joints(pred[k, j, j], mats[k * NUM_JOINTS + j], size)
+    return out
+
+
+@dataclass
+class Cascade:
+    """A trained cascade: stage 1 plus refinement stages, with the sizes and σ they were trained with."""
+
+    stage1: nn.Module
+    stage1_size: int
+    refiners: list[nn.Module]
+    refine_size: int
+    sigma: float
+
+    @property
+    def stages(self) -> int:
+        return 1 + len(self.refiners)
+
+    def predict(self, dataset: PoseDataset, boxes: np.ndarray | None = None, stages: int | None = None) -> np.ndarray:
+        """(S, N, 14, 2) poses in image pixels after each stage: the whole trajectory, for reports and widgets."""
+        poses = [predict_stage1(self.stage1, dataset, self.stage1_size, boxes)]
+        for refiner in self.refiners[: (stages or self.stages) - 1]:
+            poses.append(refine(refiner, dataset, poses[-1], self.sigma, self.refine_size))
+        return np.stack(poses)

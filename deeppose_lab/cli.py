@@ -1,0 +1,178 @@
+"""``deeppose-lab``: demo, train, evaluate, predict, download and profiles, over the library's functions.
+
+Every command takes ``--profile`` (``smoke``, ``classroom``, ``paper``; default ``$DEEPPOSE_PROFILE`` or
+``classroom``) and ``--set FIELD=VALUE`` to override single profile fields. Errors a user can fix (a bad
+file, an unknown field, a locked run directory) print one clear line and exit with status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from .checkpoint import CheckpointError
+from .images import DataError
+from .profiles import PROFILES, get_profile
+
+USER_ERRORS: tuple[type[BaseException], ...] = (DataError, CheckpointError, ValueError, FileNotFoundError)
+
+
+def parse_sets(pairs: Sequence[str]) -> dict[str, str]:
+    out = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise ValueError(f"--set expects FIELD=VALUE, got {pair!r}")
+        out[key.strip().replace("-", "_")] = value.strip()
+    return out
+
+
+def profile_from(args: argparse.Namespace):
+    overrides = parse_sets(args.set or [])
+    if getattr(args, "epochs", None) is not None:
+        overrides["epochs"] = str(args.epochs)
+    return get_profile(args.profile, **overrides)
+
+
+def parse_box(text: str) -> np.ndarray:
+    from .geometry import box_from_corners
+
+    try:
+        x0, y0, x1, y1 = (float(v) for v in text.split(","))
+    except ValueError:
+        raise ValueError(f"--box expects x0,y0,x1,y1 (four numbers), got {text!r}") from None
+    if x1 <= x0 or y1 <= y0:
+        raise ValueError(f"--box {text!r}: x1 must exceed x0 and y1 must exceed y0")
+    return box_from_corners(x0, y0, x1, y1)
+
+
+def cmd_train(args: argparse.Namespace) -> None:
+    from .runs import train_run
+
+    profile = profile_from(args)
+    train_run(args.out, profile, args.data, args.stages, progress=not args.quiet)
+    print(f"trained {args.stages or profile.stages} stage(s) into {args.out}/; "
+          f"evaluate with: deeppose-lab evaluate {args.out}")
+
+
+def cmd_evaluate(args: argparse.Namespace) -> None:
+    from .report import markdown_table
+    from .runs import evaluate_run
+
+    results = evaluate_run(args.run_dir, args.data, args.out, args.stages)
+    print(markdown_table(results, results.get("baseline")))
+
+
+def cmd_demo(args: argparse.Namespace) -> None:
+    """Train and evaluate the whole cascade on the default data (LSP when present, else synthetic)."""
+    from .report import markdown_table
+    from .runs import evaluate_run, train_run
+
+    profile = profile_from(args)
+    train_run(args.out, profile, args.data, progress=not args.quiet)
+    results = evaluate_run(args.out, args.data)
+    print(markdown_table(results, results.get("baseline")))
+    print(f"\ndemo finished: checkpoints in {args.out}/, report in {args.out}/report/ "
+          "(report.md, pdj.png, best_worst.png, predictions.npz)")
+
+
+def cmd_predict(args: argparse.Namespace) -> None:
+    from .predict import predict_images
+
+    box = parse_box(args.box) if args.box else None
+    written = predict_images(args.run_dir, [Path(p) for p in args.images], args.out, box, args.stages)
+    print(f"poses drawn and coordinates written to {written}/ (predictions.json, predictions.npz, *_pose.png)")
+
+
+def cmd_download(args: argparse.Namespace) -> None:
+    from .datasets import data_root
+    from .download import download_dataset
+
+    root = Path(args.root) if args.root else data_root()
+    folder = download_dataset(args.name, root, mirrors=args.mirror or None, sha256=args.sha256)
+    print(f"{args.name} is ready in {folder}")
+
+
+def cmd_profiles(args: argparse.Namespace) -> None:
+    names = [args.name] if args.name else sorted(PROFILES)
+    for name in names:
+        print(json.dumps(get_profile(name).to_dict(), indent=2) if args.name else name)
+
+
+def add_profile_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--profile", default=None, help="smoke, classroom or paper (default $DEEPPOSE_PROFILE or classroom)")
+    p.add_argument("--set", action="append", metavar="FIELD=VALUE", help="override one profile field (repeatable)")
+    p.add_argument("--epochs", type=int, default=None, help="shortcut for --set epochs=N (stage 1)")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="deeppose-lab", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("demo", help="train and evaluate the whole cascade on the default data")
+    add_profile_args(p)
+    p.add_argument("--data", default="auto", help="auto (LSP if present, else synthetic), synthetic, lsp, lspet, DIR")
+    p.add_argument("--out", default="runs/demo")
+    p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser("train", help="train stage 1 and the refinement stages into a run directory")
+    add_profile_args(p)
+    p.add_argument("--data", default="auto", help="auto, synthetic, lsp, lspet or a folder of your own images")
+    p.add_argument("--stages", type=int, default=None, help="number of stages (default: the profile's)")
+    p.add_argument("--out", required=True, help="run directory (resumes if it holds an unfinished run)")
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("evaluate", help="PCP/PDJ report of every stage on the test split")
+    p.add_argument("run_dir")
+    p.add_argument("--data", default=None, help="default: the data the run was trained on")
+    p.add_argument("--out", default=None, help="report folder (default RUN_DIR/report)")
+    p.add_argument("--stages", type=int, default=None)
+    p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("predict", help="run the cascade on your images, draw the pose, write coordinates")
+    p.add_argument("run_dir")
+    p.add_argument("images", nargs="+")
+    p.add_argument("--box", default=None, help="x0,y0,x1,y1 person box in pixels (default: the whole image)")
+    p.add_argument("--out", default=None, help="output folder (default RUN_DIR/predict)")
+    p.add_argument("--stages", type=int, default=None)
+    p.set_defaults(func=cmd_predict)
+
+    p = sub.add_parser("download", help="fetch and verify LSP or LSP-extended")
+    p.add_argument("name", choices=["lsp", "lspet"])
+    p.add_argument("--root", default=None, help="data root (default $DEEPPOSE_DATA or data/)")
+    p.add_argument("--mirror", action="append", help="try this URL instead of the known mirrors")
+    p.add_argument("--sha256", default=None, help="expected SHA-256 of the archive")
+    p.set_defaults(func=cmd_download)
+
+    p = sub.add_parser("profiles", help="list the profiles, or show one")
+    p.add_argument("name", nargs="?", choices=sorted(PROFILES))
+    p.set_defaults(func=cmd_profiles)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    from .download import DownloadError
+    from .runs import RunError
+    from .train import TrainingDiverged
+
+    args = build_parser().parse_args(argv)
+    try:
+        args.func(args)
+    except (*USER_ERRORS, RunError, DownloadError, TrainingDiverged) as exc:
+        print(f"deeppose-lab {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"deeppose-lab {args.command}: interrupted; finished epochs are checkpointed, run again to resume",
+              file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,109 @@
+"""Training items: every stage learns from (crop, normalised target, per-joint weight) triples.
+
+Stage 1 and the cascade stages differ only in WHERE the box is (the person for stage 1, a σ·diam square
+around a displaced joint for stage s) and WHICH joints the loss looks at (all visible ones for stage 1,
+only joint i for the crop around joint i). Everything else, the one-warp crop, the augmentation and the
+batching, is this one mechanism, so a fix here fixes every stage.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+import numpy as np
+import torch
+
+from .datasets import PoseDataset
+from .geometry import Augmentation, crop_sample, image_box, person_box
+from .sample import Sample
+
+
+@dataclass(frozen=True)
+class CropItem:
+    """One training example: a uint8 crop (S, S, 3), targets N(y; b) (14, 2) and loss weights (14,)."""
+
+    crop: np.ndarray
+    target: np.ndarray
+    weight: np.ndarray
+
+
+class CropSource(Protocol):
+    """Anything the training loop can draw items from: stage 1's person crops or a cascade stage's boxes."""
+
+    size: int
+
+    def __len__(self) -> int: ...
+
+    def item(self, index: int, rng: np.random.Generator | None) -> CropItem: ...
+
+
+def inference_box(sample: Sample, user_box: np.ndarray | None = None) -> np.ndarray:
+    """The stage-1 box at test time: a user-given box, else the whole image squared; never the labels."""
+    return user_box if user_box is not None else image_box(sample.height, sample.width)
+
+
+def training_box(sample: Sample, kind: str, margin: float) -> np.ndarray:
+    """The stage-1 training box: ``image`` matches what test time will see, ``person`` is the joints' extent."""
+    if kind == "image":
+        return inference_box(sample)
+    return person_box(sample.joints, sample.visible, margin)
+
+
+def loss_weight(visible: np.ndarray, mask_hidden: bool) -> np.ndarray:
+    """1 for joints the loss counts; hidden joints get 0 when masking is on."""
+    return (visible if mask_hidden else np.ones_like(visible)).astype(np.float32)
+
+
+class PersonCrops:
+    """Stage-1 items: the whole person (or image) box, all joints as targets."""
+
+    def __init__(self, dataset: PoseDataset, size: int, augment: Augmentation, box: str = "image",
+                 margin: float = 0.15, mask_hidden: bool = True) -> None:
+        self.dataset, self.size, self.augment = dataset, size, augment
+        self.box, self.margin, self.mask_hidden = box, margin, mask_hidden
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def item(self, index: int, rng: np.random.Generator | None) -> CropItem:
+        sample = self.dataset[index]
+        aug = self.augment if rng is not None else Augmentation.none()
+        box = training_box(sample, self.box, self.margin)
+        crop, target, vis, _ = crop_sample(sample.image, sample.joints, sample.visible, box, self.size, aug, rng)
+        return CropItem(crop, target.astype(np.float32), loss_weight(vis, self.mask_hidden))
+
+
+def to_tensor(crops: Sequence[np.ndarray] | np.ndarray) -> torch.Tensor:
+    """uint8 (B, S, S, 3) crops to float (B, 3, S, S) in [0, 1], the model's input."""
+    arr = np.ascontiguousarray(np.stack(crops) if not isinstance(crops, np.ndarray) else crops)
+    return torch.from_numpy(arr).permute(0, 3, 1, 2).float().div_(255.0)
+
+
+def collate(items: Sequence[CropItem]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    crops = to_tensor([it.crop for it in items])
+    target = torch.from_numpy(np.stack([it.target for it in items]))
+    weight = torch.from_numpy(np.stack([it.weight for it in items]))
+    return crops, target, weight
+
+
+def epoch_order(n: int, seed: int, epoch: int, shuffle: bool) -> np.ndarray:
+    """The item order of one epoch, a function of (seed, epoch) alone so a resumed run repeats it exactly."""
+    if not shuffle:
+        return np.arange(n)
+    return np.random.default_rng([seed, epoch, 0]).permutation(n)
+
+
+def batches(source: CropSource, indices: np.ndarray, batch_size: int, seed: int | None = None, epoch: int = 0
+            ) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+    """Collated batches over ``indices``; ``seed`` None means no augmentation (validation and test).
+
+    Each item's random stream depends on (seed, epoch, index) only: the same crop comes out whatever the
+    batch size, the order, or how many processes share the work.
+    """
+    for start in range(0, len(indices), batch_size):
+        chunk = indices[start:start + batch_size]
+        items = [source.item(int(i), None if seed is None else np.random.default_rng([seed, epoch, 1, int(i)]))
+                 for i in chunk]
+        yield collate(items)

@@ -1,0 +1,283 @@
+"""A run directory: which data, which profile, every stage's checkpoint, trained and evaluated in order.
+
+Layout of ``RUN_DIR``::
+
+    run.json        profile, data and per-stage timings (rewritten atomically)
+    stage1.pt       stage 1 (AlexNet on the person box)
+    stage2.pt ...   refinement stages, each with the displacement statistics it was trained on
+    report/         written by ``evaluate_run``
+
+Training is resumable per stage: a finished stage is loaded, not retrained; an unfinished one resumes
+after its last checkpointed epoch. Two trainings in the same directory are refused (a lock file).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from .atomic import write_text
+from .cascade import Cascade, DisplacementStats, RefineCrops, displacement_stats, predict_stage1, refine
+from .checkpoint import CheckpointError, load_checkpoint
+from .crops import PersonCrops, inference_box
+from .datasets import Concat, PoseDataset, data_root, load_folder, load_lsp, load_lspet, lsp_available, lspet_folder
+from .geometry import Augmentation, denormalise, normalise
+from .model import DeepPoseNet
+from .profiles import Profile
+from .train import FitSettings, fit
+
+Log = Callable[[str], None]
+
+
+class RunError(RuntimeError):
+    """A run directory is missing, locked, or was made with other settings."""
+
+
+@dataclass
+class Splits:
+    name: str
+    train: PoseDataset
+    test: PoseDataset
+
+
+def load_data(spec: str, profile: Profile, log: Log = print) -> Splits:
+    """``synthetic``, ``lsp`` (LSP train + LSP-extended when present / LSP test), ``lspet``, ``auto`` or a folder.
+
+    ``auto`` is LSP when it is on disk, else the embedded synthetic people, so every command and notebook
+    runs with nothing downloaded.
+    """
+    if spec == "auto":
+        spec = "lsp" if lsp_available() else "synthetic"
+    if spec == "synthetic":
+        from .synthetic import synthetic_splits
+        train, test = synthetic_splits(profile.synthetic_train, profile.synthetic_test, seed=profile.seed)
+        return Splits("synthetic", train, test)
+    if spec == "lsp":
+        train: PoseDataset = load_lsp(split="train")
+        extended = lspet_folder()
+        if extended is not None:
+            train = Concat([train, load_lspet(extended, verbose=False)], name="lsp-train+lspet")
+            log(f"training on LSP 1-1000 plus {len(train) - 1000} LSP-extended images from {extended}")
+        return Splits("lsp", train, load_lsp(split="test"))
+    if spec == "lspet":
+        folder = lspet_folder()
+        if folder is None:
+            raise RunError(f"no LSP-extended under {data_root()} (expected lspet/ or lspet400/ with joints.mat)")
+        return split_holdout("lspet", load_lspet(folder))
+    folder = Path(spec)
+    if folder.is_dir():
+        return split_holdout(folder.name, load_folder(folder))
+    raise RunError(f"unknown data {spec!r}: use synthetic, lsp, lspet, auto or a folder with annotations.json/csv")
+
+
+def split_holdout(name: str, data: PoseDataset, test_fraction: float = 0.2) -> Splits:
+    """A fixed split for data sets without a standard one: the last 20 % of samples are the test set."""
+    if len(data) < 2:
+        raise RunError(f"{name}: need at least 2 samples to split into train and test, found {len(data)}")
+    cut = max(1, min(len(data) - 1, round(len(data) * (1 - test_fraction))))
+    return Splits(name, data.subset(range(cut), f"{name}-train"), data.subset(range(cut, len(data)), f"{name}-test"))
+
+
+def stage_path(run_dir: Path, stage: int) -> Path:
+    return Path(run_dir) / f"stage{stage}.pt"
+
+
+def settings(profile: Profile, stage: int) -> FitSettings:
+    """The optimisation recipe of stage 1 or of a refinement stage, from the profile."""
+    first = stage == 1
+    return FitSettings(epochs=profile.epochs if first else profile.refine_epochs,
+                       lr=profile.lr if first else profile.refine_lr, optimizer=profile.optimizer,
+                       weight_decay=profile.weight_decay, schedule=profile.schedule, batch_size=profile.batch_size,
+                       seed=profile.seed, val_every=profile.val_every, bf16=profile.bf16,
+                       channels_last=profile.channels_last)
+
+
+def build_stage_model(profile: Profile, stage: int) -> DeepPoseNet:
+    if stage == 1:
+        return DeepPoseNet(input_size=profile.input_size, width=profile.width, dropout=profile.dropout, lrn=profile.lrn)
+    return DeepPoseNet(input_size=profile.refine_input_size, width=profile.refine_width, dropout=profile.dropout,
+                       lrn=profile.lrn)
+
+
+@contextlib.contextmanager
+def run_lock(run_dir: Path) -> Iterator[None]:
+    """Refuse a second training in the same directory while the first one runs."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    fh = open(run_dir / ".lock", "w")  # noqa: SIM115 - held for the whole with-block
+    try:
+        fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        fh.close()
+        raise RunError(f"{run_dir}: another training is using this run directory; wait for it or choose "
+                       "another --out") from None
+    try:
+        fh.write(str(os.getpid()))
+        fh.flush()
+        yield
+    finally:
+        fcntl.flock(fh, fcntl.LOCK_UN)
+        fh.close()
+
+
+def read_run(run_dir: Path) -> dict[str, Any]:
+    path = Path(run_dir) / "run.json"
+    if not path.is_file():
+        raise RunError(f"{run_dir}: not a run directory (no run.json); train one with `deeppose-lab train --out`")
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise RunError(f"{path}: unreadable run file ({exc})") from None
+
+
+def start_run(run_dir: Path, profile: Profile, data: str) -> dict[str, Any]:
+    """Create run.json, or check that an existing run was made with the same profile and data."""
+    meta = {"profile": profile.to_dict(), "data": data, "stages": {}}
+    if (run_dir / "run.json").exists():
+        old = read_run(run_dir)
+        if old["profile"] != meta["profile"] or old["data"] != data:
+            changed = sorted(k for k in meta["profile"] if old["profile"].get(k) != meta["profile"][k])
+            raise RunError(f"{run_dir}: this run was made with other settings (data {old['data']!r}, changed "
+                           f"fields {changed}); resume with the same ones or choose another --out")
+        return old
+    write_text(run_dir / "run.json", json.dumps(meta, indent=2))
+    return meta
+
+
+def train_run(run_dir: Path | str, profile: Profile, data: str = "auto", stages: int | None = None,
+              progress: bool = True, log: Log = print) -> Cascade:
+    """Train stage 1, then each refinement stage in turn, resuming whatever is already in ``run_dir``."""
+    run_dir = Path(run_dir)
+    stages = stages or profile.stages
+    if profile.threads:
+        torch.set_num_threads(profile.threads)
+    with run_lock(run_dir):
+        meta = start_run(run_dir, profile, data)
+        splits = load_data(data, profile, log)
+        log(f"data {splits.name}: {len(splits.train)} training and {len(splits.test)} test images")
+        val = splits.test.subset(range(min(profile.val_images, len(splits.test))), "val")
+        with stage_timer(meta, run_dir, 1, log):
+            model1 = train_stage1(run_dir, profile, splits.train, val, progress)
+        train_pose = predict_stage1(model1, splits.train, profile.input_size)
+        val_pose = predict_stage1(model1, val, profile.input_size)
+        refiners = []
+        for s in range(2, stages + 1):
+            with stage_timer(meta, run_dir, s, log):
+                model = train_refiner(run_dir, profile, s, splits.train, train_pose, val, val_pose, progress)
+            train_pose = refine(model, splits.train, train_pose, profile.sigma, profile.refine_input_size)
+            val_pose = refine(model, val, val_pose, profile.sigma, profile.refine_input_size)
+            refiners.append(model)
+    return Cascade(model1, profile.input_size, refiners, profile.refine_input_size, profile.sigma)
+
+
+@contextlib.contextmanager
+def stage_timer(meta: dict, run_dir: Path, stage: int, log: Log) -> Iterator[None]:
+    """Record a stage's training time in run.json (a stage loaded from its checkpoint keeps its first time)."""
+    tic = time.perf_counter()
+    yield
+    seconds = time.perf_counter() - tic
+    if seconds > 1.0 or str(stage) not in meta["stages"]:
+        meta["stages"][str(stage)] = {"seconds": round(seconds, 1)}
+        write_text(run_dir / "run.json", json.dumps(meta, indent=2))
+    log(f"stage {stage} ready ({seconds:.0f} s)")
+
+
+def train_stage1(run_dir: Path, profile: Profile, train: PoseDataset, val: PoseDataset, progress: bool) -> DeepPoseNet:
+    torch.manual_seed(profile.seed)
+    model = build_stage_model(profile, 1)
+    crops = PersonCrops(train, profile.input_size, profile.augment, profile.train_box, profile.box_margin,
+                        profile.mask_hidden)
+    val_crops = PersonCrops(val, profile.input_size, Augmentation.none(), "image", mask_hidden=profile.mask_hidden)
+    fit(model, crops, val_crops, settings(profile, 1), stage_path(run_dir, 1), 1, progress=progress)
+    return model
+
+
+def refine_augmentation(profile: Profile) -> Augmentation:
+    """Stage-s crops are already jittered by the simulated displacement; keep rotation, scale, flip, colour."""
+    a = profile.augment
+    return Augmentation(shift=0.0, scale=a.scale, rotate=a.rotate, flip=a.flip, colour=a.colour)
+
+
+def train_refiner(run_dir: Path, profile: Profile, stage: int, train: PoseDataset, train_pose: np.ndarray,
+                  val: PoseDataset, val_pose: np.ndarray, progress: bool) -> DeepPoseNet:
+    stats = displacement_stats(train_pose, train.joints, train.visible, profile.sigma)
+    torch.manual_seed(profile.seed + stage)
+    model = build_stage_model(profile, stage)
+    crops = RefineCrops(train, train_pose, stats, profile.sigma, profile.refine_input_size, profile.boxes_per_joint,
+                        refine_augmentation(profile), profile.mask_hidden)
+    val_crops = RefineCrops(val, val_pose, stats, profile.sigma, profile.refine_input_size, 1, Augmentation.none(),
+                            profile.mask_hidden, simulate=False)
+    fit(model, crops, val_crops, settings(profile, stage), stage_path(run_dir, stage), stage,
+        extra={"displacement": stats.to_payload(), "sigma": profile.sigma}, progress=progress)
+    return model
+
+
+def load_stage(run_dir: Path, stage: int) -> tuple[DeepPoseNet, dict[str, Any]]:
+    """A finished stage's model (eval mode) and its checkpoint."""
+    path = stage_path(run_dir, stage)
+    ckpt = load_checkpoint(path, stage=stage)
+    if not ckpt["complete"]:
+        raise CheckpointError(path, f"stage {stage} is unfinished (epoch {ckpt['epoch'] + 1}); "
+                                    "run `deeppose-lab train` again with the same --out to finish it")
+    try:
+        model = DeepPoseNet.from_config(ckpt["model_config"])
+        model.load_state_dict(ckpt["model"])
+    except (TypeError, RuntimeError) as exc:
+        raise CheckpointError(path, f"weights do not fit the recorded model ({str(exc).splitlines()[0]})") from None
+    return model.eval(), ckpt
+
+
+def load_cascade(run_dir: Path | str, stages: int | None = None) -> Cascade:
+    """Every finished stage in ``run_dir`` (or the first ``stages``), ready to predict."""
+    run_dir = Path(run_dir)
+    profile = Profile.from_dict(read_run(run_dir)["profile"])
+    model1, _ = load_stage(run_dir, 1)
+    refiners = []
+    s = 2
+    while stage_path(run_dir, s).exists() and (stages is None or s <= stages):
+        refiners.append(load_stage(run_dir, s)[0])
+        s += 1
+    return Cascade(model1, profile.input_size, refiners, profile.refine_input_size, profile.sigma)
+
+
+def stage_stats(run_dir: Path | str, stage: int) -> DisplacementStats:
+    """The displacement statistics a refinement stage was trained on (for plots)."""
+    _, ckpt = load_stage(Path(run_dir), stage)
+    return DisplacementStats.from_payload(ckpt["displacement"])
+
+
+def mean_pose_baseline(train: PoseDataset, test: PoseDataset) -> np.ndarray:
+    """The mean training pose in box-normalised space, placed in every test image's box (no image seen)."""
+    mean = np.mean([normalise(s.joints, inference_box(s)) for s in train], axis=0)
+    return np.stack([denormalise(mean, inference_box(s)) for s in test])
+
+
+def evaluate_run(run_dir: Path | str, data: str | None = None, out: Path | str | None = None,
+                 stages: int | None = None, log: Log = print) -> dict[str, Any]:
+    """Run every stage on the test split and write the report (JSON, markdown table, PDJ plot, best/worst)."""
+    from .report import write_report
+
+    run_dir = Path(run_dir)
+    meta = read_run(run_dir)
+    profile = Profile.from_dict(meta["profile"])
+    splits = load_data(data or meta["data"], profile, log)
+    cascade = load_cascade(run_dir, stages)
+    tic = time.perf_counter()
+    preds = cascade.predict(splits.test)
+    seconds = time.perf_counter() - tic
+    baseline = mean_pose_baseline(splits.train, splits.test)
+    report_meta = {"run": str(run_dir), "profile": profile.name, "data": splits.name, "stages": cascade.stages,
+                   "training_seconds": meta.get("stages", {}), "inference_ms_per_image": 1000 * seconds / len(preds[0])}
+    out = Path(out) if out is not None else run_dir / "report"
+    results = write_report(out, preds, splits.test, report_meta, baseline_preds=baseline)
+    log(f"report written to {out}/ (report.md, report.json, pdj.png, best_worst.png, predictions.npz)")
+    return results

@@ -1,0 +1,193 @@
+"""The training loop every stage shares: one function, ``fit``, over any ``CropSource``.
+
+What a researcher needs from it: the paper's loss, a choice of optimiser, repeatable runs, a checkpoint
+after every epoch that a killed run resumes from and ends with the same weights as an uninterrupted run,
+and a loud stop (keeping the last good checkpoint) when the loss turns NaN. What a student needs: a
+progress bar and a loss history to plot. Nothing else lives here.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import time
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from .crops import CropSource, batches, epoch_order
+from .model import DeepPoseNet
+
+
+class TrainingDiverged(RuntimeError):
+    """The loss became NaN or infinite; the last good checkpoint is kept."""
+
+
+@dataclass(frozen=True)
+class FitSettings:
+    """The optimisation recipe of one stage (filled from a ``Profile``)."""
+
+    epochs: int
+    lr: float
+    optimizer: str = "adam"
+    weight_decay: float = 0.0
+    schedule: str = "cosine"
+    batch_size: int = 64
+    seed: int = 0
+    val_every: int = 1
+    bf16: bool = False
+    channels_last: bool = False
+
+
+def pose_loss(pred: torch.Tensor, target: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    """The paper's loss: squared L2 between predicted and true normalised joints, summed over joints.
+
+    ``weight`` (B, 14) is 0 for joints the loss ignores (hidden ones when masking, all but joint i in a
+    cascade crop). Averaged over the batch so the learning rate does not depend on the batch size.
+    """
+    sq = (pred.float().view_as(target) - target).pow(2).sum(dim=-1)
+    return (sq * weight).sum(dim=-1).mean()
+
+
+def make_optimizer(model: nn.Module, s: FitSettings) -> torch.optim.Optimizer:
+    """AdaGrad (the paper's), momentum SGD or Adam (decoupled weight decay)."""
+    params = model.parameters()
+    if s.optimizer == "adagrad":
+        return torch.optim.Adagrad(params, lr=s.lr, weight_decay=s.weight_decay)
+    if s.optimizer == "sgd":
+        return torch.optim.SGD(params, lr=s.lr, momentum=0.9, weight_decay=s.weight_decay)
+    if s.optimizer == "adam":
+        return torch.optim.AdamW(params, lr=s.lr, weight_decay=s.weight_decay)
+    raise ValueError(f"unknown optimizer {s.optimizer!r}; choose adagrad, sgd or adam")
+
+
+def lr_factor(schedule: str, step: int, total: int) -> float:
+    """Multiplier of the base learning rate at ``step`` of ``total`` (optimizer steps)."""
+    progress = step / max(total, 1)
+    if schedule == "cosine":
+        return 0.02 + 0.98 * 0.5 * (1.0 + math.cos(math.pi * progress))
+    if schedule == "step":
+        return 0.1 if progress >= 2.0 / 3.0 else 1.0
+    return 1.0
+
+
+def autocast(enabled: bool) -> contextlib.AbstractContextManager:
+    return torch.autocast("cpu", dtype=torch.bfloat16) if enabled else contextlib.nullcontext()
+
+
+def epoch_seed(seed: int, stage: int, epoch: int) -> int:
+    """The torch seed of one epoch (dropout): resuming at an epoch boundary replays the same randomness."""
+    return int(np.random.SeedSequence([seed, stage, epoch]).generate_state(1)[0])
+
+
+@torch.no_grad()
+def mean_loss(model: nn.Module, source: CropSource, s: FitSettings, limit: int | None = None) -> float:
+    """The loss on ``source`` without augmentation or dropout (validation)."""
+    model.eval()
+    n = len(source) if limit is None else min(limit, len(source))
+    total, count = 0.0, 0
+    for crops, target, weight in batches(source, np.arange(n), s.batch_size):
+        with autocast(s.bf16):
+            pred = model(prepare(crops, s))
+        total += float(pose_loss(pred, target, weight)) * len(crops)
+        count += len(crops)
+    return total / max(count, 1)
+
+
+def prepare(crops: torch.Tensor, s: FitSettings) -> torch.Tensor:
+    return crops.contiguous(memory_format=torch.channels_last) if s.channels_last else crops
+
+
+def resume_state(path: Path, stage: int, model: nn.Module, optimizer: torch.optim.Optimizer
+                 ) -> tuple[int, list[dict], bool]:
+    """(first epoch to run, history so far, already complete) from an earlier checkpoint of this stage."""
+    if not path.exists():
+        return 0, [], False
+    ckpt = load_checkpoint(path, stage=stage)
+    if ckpt["model_config"] != model.config:
+        raise CheckpointError(path, f"was trained with model {ckpt['model_config']}, this run asks for "
+                                    f"{model.config}; use another run directory or the same settings")
+    model.load_state_dict(ckpt["model"])
+    if "optimizer" in ckpt:
+        optimizer.load_state_dict(ckpt["optimizer"])
+    return int(ckpt["epoch"]) + 1, list(ckpt.get("history", [])), bool(ckpt["complete"])
+
+
+def fit(model: DeepPoseNet, train: CropSource, val: CropSource | None, s: FitSettings, checkpoint: Path | str,
+        stage: int = 1, extra: dict[str, Any] | None = None, progress: bool = True) -> list[dict]:
+    """Train ``model`` on ``train`` for ``s.epochs``, checkpointing to ``checkpoint`` after every epoch.
+
+    If ``checkpoint`` already holds part of this stage, training resumes after its last epoch; if it holds
+    the finished stage, nothing is trained. ``extra`` (tensors, numbers, lists) is stored in every checkpoint
+    (the cascade keeps its displacement statistics there). Returns the per-epoch history.
+    """
+    checkpoint = Path(checkpoint)
+    if s.channels_last:
+        model.to(memory_format=torch.channels_last)
+    optimizer = make_optimizer(model, s)
+    start, history, complete = resume_state(checkpoint, stage, model, optimizer)
+    steps_per_epoch = math.ceil(len(train) / s.batch_size)
+    for epoch in range(start, 0 if complete else s.epochs):
+        tic = time.perf_counter()
+        train_loss = run_epoch(model, optimizer, train, s, stage, epoch, steps_per_epoch, checkpoint, progress)
+        record = {"epoch": epoch + 1, "train_loss": train_loss, "lr": optimizer.param_groups[0]["lr"],
+                  "seconds": time.perf_counter() - tic}
+        last = epoch + 1 == s.epochs
+        if val is not None and s.val_every and ((epoch + 1) % s.val_every == 0 or last):
+            record["val_loss"] = mean_loss(model, val, s)
+        history.append(record)
+        save_checkpoint(checkpoint, {"stage": stage, "model_config": model.config, "model": model.state_dict(),
+                                     "optimizer": optimizer.state_dict(), "epoch": epoch, "complete": last,
+                                     "history": history, "settings": asdict(s), **(extra or {})})
+    model.eval()
+    return history
+
+
+def run_epoch(model: nn.Module, optimizer: torch.optim.Optimizer, train: CropSource, s: FitSettings, stage: int,
+              epoch: int, steps_per_epoch: int, checkpoint: Path, progress: bool) -> float:
+    """One pass over ``train`` in this epoch's order; returns the mean training loss."""
+    model.train()
+    torch.manual_seed(epoch_seed(s.seed, stage, epoch))
+    order = epoch_order(len(train), s.seed + 1000 * stage, epoch, shuffle=True)
+    bar = tqdm(total=len(order), desc=f"stage {stage} epoch {epoch + 1}/{s.epochs}", unit="crop",
+               disable=not progress, leave=False)
+    total, count = 0.0, 0
+    for step, (crops, target, weight) in enumerate(batches(train, order, s.batch_size, s.seed + 1000 * stage, epoch)):
+        for group in optimizer.param_groups:
+            group["lr"] = s.lr * lr_factor(s.schedule, epoch * steps_per_epoch + step, s.epochs * steps_per_epoch)
+        with autocast(s.bf16):
+            pred = model(prepare(crops, s))
+        loss = pose_loss(pred, target, weight)
+        check_finite(loss, stage, epoch, step, checkpoint)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        total += loss.item() * len(crops)
+        count += len(crops)
+        bar.update(len(crops))
+        bar.set_postfix(loss=f"{total / count:.4f}")
+    bar.close()
+    return total / max(count, 1)
+
+
+def check_finite(loss: torch.Tensor, stage: int, epoch: int, step: int, checkpoint: Path) -> None:
+    if not torch.isfinite(loss):
+        kept = f"the last good checkpoint {checkpoint} is kept" if checkpoint.exists() else "no checkpoint was written"
+        raise TrainingDiverged(f"stage {stage}, epoch {epoch + 1}, batch {step + 1}: the loss is {float(loss)}; "
+                               f"training stopped and {kept}. Try a lower learning rate (--set lr=...).")
+
+
+def iterate_eval(model: nn.Module, crops: torch.Tensor, batch_size: int, bf16: bool = False) -> Iterator[torch.Tensor]:
+    """Model outputs for a stack of crops, batch by batch, in eval mode without gradients."""
+    model.eval()
+    with torch.no_grad():
+        for start in range(0, len(crops), batch_size):
+            with autocast(bf16):
+                yield model(crops[start:start + batch_size]).float()
