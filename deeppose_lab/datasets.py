@@ -87,7 +87,8 @@ class Subset(PoseDataset):
     def __init__(self, parent: PoseDataset, indices: Sequence[int], name: str | None = None) -> None:
         self.parent = parent
         self.indices = [int(i) for i in indices]
-        super().__init__([parent.ids[i] for i in self.indices], parent.joints[self.indices], parent.visible[self.indices])
+        super().__init__([parent.ids[i] for i in self.indices], parent.joints[self.indices],
+                         parent.visible[self.indices])
         self.name = name or parent.name
         self.file_offset = parent.file_offset
 
@@ -102,8 +103,12 @@ class Concat(PoseDataset):
         self.parts = list(parts)
         self.offsets = np.cumsum([0] + [len(p) for p in self.parts])
         super().__init__([f"{p.name}/{i}" for p in self.parts for i in p.ids],
-                         np.concatenate([p.joints for p in self.parts]), np.concatenate([p.visible for p in self.parts]))
+                         np.concatenate([p.joints for p in self.parts]),
+                         np.concatenate([p.visible for p in self.parts]))
         self.name = name or "+".join(p.name for p in self.parts)
+        # Exports need the annotation units: shared by all parts, or undefined (NaN) when they disagree.
+        units = {p.file_offset for p in self.parts}
+        self.file_offset = units.pop() if len(units) == 1 else float("nan")
 
     def image(self, i: int) -> np.ndarray:
         part = int(np.searchsorted(self.offsets, i, side="right") - 1)
@@ -167,7 +172,8 @@ def check_images_exist(paths: Sequence[Path], skip_missing: bool, what: str) -> 
     keep = [i for i, p in enumerate(paths) if p.is_file()]
     if len(keep) < len(paths) and not skip_missing:
         missing = next(p for p in paths if not p.is_file())
-        raise DataError(missing, f"image file not found ({len(paths) - len(keep)} of {len(paths)} {what} images missing)")
+        raise DataError(missing,
+                        f"image file not found ({len(paths) - len(keep)} of {len(paths)} {what} images missing)")
     return keep
 
 
@@ -238,7 +244,7 @@ def parse_own_annotations(path: Path) -> list[tuple[str, np.ndarray, np.ndarray]
                 check_entry_shapes(path, k, joints, visible)
         else:
             with path.open(newline="") as fh:
-                for k, row in enumerate(csv.DictReader(fh)):
+                for row in csv.DictReader(fh):
                     joints = np.array([[float(row[f"x{j}"]), float(row[f"y{j}"])] for j in range(NUM_JOINTS)])
                     visible = np.array([float(row[f"v{j}"]) != 0 for j in range(NUM_JOINTS)])
                     entries.append((row["image"], joints, visible))
@@ -275,6 +281,11 @@ def load_folder(folder: Path, skip_bad: bool = False) -> ImageFiles:
             problem = f"{name}: NaN or infinite coordinates"
         elif not (folder / name).is_file():
             problem = f"{name}: image file not found"
+        else:
+            try:  # header only: an empty or non-image file is unusable too, and is better found now than mid-epoch
+                image_size(folder / name)
+            except DataError as exc:
+                problem = f"{name}: {exc.problem}"
         if problem is None:
             kept.append((name, joints, visible))
         elif skip_bad:

@@ -134,7 +134,8 @@ def warp_image(image: np.ndarray, matrix: np.ndarray, size: int, fill: tuple[int
     inverse = np.linalg.inv(matrix)
     coeffs = tuple(inverse[:2].reshape(-1))
     pil = Image.fromarray(image)
-    out = pil.transform((size, size), Image.Transform.AFFINE, coeffs, resample=Image.Resampling.BILINEAR, fillcolor=fill)
+    out = pil.transform((size, size), Image.Transform.AFFINE, coeffs, resample=Image.Resampling.BILINEAR,
+                        fillcolor=fill)
     return np.asarray(out)
 
 
@@ -168,7 +169,8 @@ class CropTransform:
     size: int
 
 
-def crop_transform(box: np.ndarray, size: int, aug: Augmentation = Augmentation(), rng: np.random.Generator | None = None) -> CropTransform:
+def crop_transform(box: np.ndarray, size: int, aug: Augmentation = Augmentation(),
+                   rng: np.random.Generator | None = None) -> CropTransform:
     """Compose box jitter, rotation about the box centre and a flip into one image→crop matrix."""
     if aug.is_identity:
         return CropTransform(box_to_crop(box, size), False, size)

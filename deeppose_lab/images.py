@@ -83,6 +83,8 @@ def image_size(path: Path | str) -> tuple[int, int]:
             orientation = img.getexif().get(0x0112, 1)
     except FileNotFoundError:
         raise DataError(path, "image file not found") from None
+    except Image.DecompressionBombError as exc:  # not an OSError: it escaped as a raw Pillow error
+        raise DataError(path, f"image too large to decode safely ({exc})") from None
     except (UnidentifiedImageError, OSError) as exc:
         raise DataError(path, f"not a readable image ({exc})") from None
     return (w, h) if orientation in (5, 6, 7, 8) else (h, w)

@@ -65,7 +65,12 @@ class Profile:
     @staticmethod
     def from_dict(d: dict) -> Profile:
         d = dict(d)
-        d["augment"] = Augmentation(**d["augment"]) if isinstance(d.get("augment"), dict) else Augmentation()
+        # Only a dict (from to_dict / JSON) is converted: a missing key keeps the profile's default augmentation
+        # and an Augmentation instance is kept as it is; None means no augmentation.
+        if isinstance(d.get("augment"), dict):
+            d["augment"] = Augmentation(**d["augment"])
+        elif "augment" in d and d["augment"] is None:
+            d["augment"] = Augmentation.none()
         known = {f.name for f in dataclasses.fields(Profile)}
         unknown = sorted(set(d) - known)
         if unknown:

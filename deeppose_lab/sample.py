@@ -39,7 +39,8 @@ class Sample:
 
     def __post_init__(self) -> None:
         if self.image.ndim != 3 or self.image.shape[2] != 3 or self.image.dtype != np.uint8:
-            raise ValueError(f"sample {self.id}: image must be (H, W, 3) uint8, got {self.image.shape} {self.image.dtype}")
+            raise ValueError(f"sample {self.id}: image must be (H, W, 3) uint8, "
+                             f"got {self.image.shape} {self.image.dtype}")
         if self.joints.shape != (NUM_JOINTS, 2):
             raise ValueError(f"sample {self.id}: joints must be ({NUM_JOINTS}, 2), got {self.joints.shape}")
         if self.visible.shape != (NUM_JOINTS,) or self.visible.dtype != bool:

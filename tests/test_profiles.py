@@ -1,0 +1,120 @@
+"""Profiles: the three presets, $DEEPPOSE_PROFILE, command-line overrides and validation."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from deeppose_lab.geometry import Augmentation
+from deeppose_lab.profiles import PROFILES, Profile, apply_overrides, get_profile, validate
+
+
+@pytest.mark.parametrize("name", ["smoke", "classroom", "paper"])
+def test_presets_exist_and_are_valid(name):
+    p = get_profile(name)
+    assert p.name == name and p == PROFILES[name]
+    validate(p)
+
+
+def test_paper_profile_is_the_papers_recipe():
+    p = get_profile("paper")
+    assert (p.input_size, p.width, p.optimizer, p.lr, p.sigma, p.stages, p.boxes_per_joint) == \
+        (220, 1.0, "adagrad", 5e-4, 2.0, 3, 40)
+
+
+def test_smoke_is_smaller_than_classroom():
+    smoke, classroom = get_profile("smoke"), get_profile("classroom")
+    assert smoke.input_size < classroom.input_size and smoke.epochs < classroom.epochs
+    assert smoke.synthetic_train < classroom.synthetic_train
+
+
+def test_default_comes_from_the_environment(monkeypatch):
+    monkeypatch.delenv("DEEPPOSE_PROFILE", raising=False)
+    assert get_profile().name == "classroom"
+    monkeypatch.setenv("DEEPPOSE_PROFILE", "smoke")
+    assert get_profile().name == "smoke"
+    assert get_profile("paper").name == "paper"  # an explicit name wins over the environment
+    monkeypatch.setenv("DEEPPOSE_PROFILE", "turbo")
+    with pytest.raises(ValueError, match="unknown profile 'turbo'"):
+        get_profile()
+
+
+def test_unknown_profile_lists_the_choices():
+    with pytest.raises(ValueError, match=r"classroom.*paper.*smoke"):
+        get_profile("nope")
+
+
+def test_overrides_convert_strings_to_the_field_type():
+    p = get_profile("smoke", input_size="96", lr="0.01", bf16="yes", channels_last="0", optimizer="sgd", sigma="1.5")
+    assert p.input_size == 96 and isinstance(p.input_size, int)
+    assert p.lr == 0.01 and isinstance(p.lr, float)
+    assert p.bf16 is True and p.channels_last is False
+    assert p.optimizer == "sgd" and p.sigma == 1.5
+    assert get_profile("smoke").input_size == 64  # the preset itself is untouched
+    q = get_profile("smoke", epochs=5, lr=1)  # non-strings pass through
+    assert q.epochs == 5 and q.lr == 1
+
+
+@pytest.mark.parametrize(("field", "text", "words"), [
+    ("input_size", "big", "must be a int"),
+    ("input_size", "64.5", "must be a int"),
+    ("lr", "fast", "must be a float"),
+    ("bf16", "maybe", "true or false"),
+    ("augment", "none", "cannot be set from the command line"),
+])
+def test_bad_override_strings(field, text, words):
+    with pytest.raises(ValueError, match=words):
+        get_profile("smoke", **{field: text})
+
+
+def test_unknown_field():
+    with pytest.raises(ValueError, match="unknown profile field 'batchsize'"):
+        get_profile("smoke", batchsize="3")
+
+
+@pytest.mark.parametrize(("field", "value"), [
+    ("input_size", "0"), ("input_size", "-64"), ("batch_size", "0"), ("stages", "0"), ("lr", "0"),
+    ("lr", "-0.1"), ("lr", "nan"), ("sigma", "0"), ("width", "-1"), ("boxes_per_joint", "0"),
+    ("refine_input_size", "-48"), ("epochs", "-1"), ("weight_decay", "-1e-4"), ("val_images", "-3"),
+    ("input_size", "32"), ("dropout", "1.0"), ("dropout", "-0.1"), ("optimizer", "rmsprop"),
+    ("schedule", "linear"), ("train_box", "face"),
+])
+def test_validation_refuses_bad_values(field, value):
+    with pytest.raises(ValueError, match=field.removesuffix("_size")):  # "input sizes below 48 px" for 32
+        get_profile("classroom", **{field: value})
+
+
+def test_zero_epochs_and_val_every_are_allowed():
+    p = get_profile("smoke", epochs="0", val_every="0", threads="0")
+    assert p.epochs == 0 and p.val_every == 0
+
+
+def test_apply_overrides_with_nothing_returns_an_equal_profile():
+    assert apply_overrides(PROFILES["paper"], {}) == PROFILES["paper"]
+
+
+def test_to_dict_from_dict_roundtrip_through_json():
+    for name in PROFILES:
+        p = get_profile(name, lr="0.002")
+        back = Profile.from_dict(json.loads(json.dumps(p.to_dict())))
+        assert back == p and isinstance(back.augment, Augmentation)
+
+
+def test_from_dict_keeps_the_default_augmentation_when_absent():
+    assert Profile.from_dict({"name": "x"}).augment == Profile().augment
+    assert not Profile().augment.is_identity
+    aug = Augmentation(flip=True)
+    assert Profile.from_dict({"augment": aug}).augment == aug
+    assert Profile.from_dict({"augment": None}).augment.is_identity
+
+
+def test_from_dict_refuses_unknown_fields():
+    with pytest.raises(ValueError, match="unknown profile fields"):
+        Profile.from_dict({"name": "x", "learning_rate": 1.0})
+
+
+def test_validation_only_profiles_use_no_augmentation_preset():
+    """Presets augment training crops; validation code must pass Augmentation.none() itself."""
+    assert Augmentation.none().is_identity
+    assert all(not p.augment.is_identity for p in PROFILES.values())
