@@ -68,8 +68,14 @@ def make_optimizer(model: nn.Module, s: FitSettings) -> torch.optim.Optimizer:
     raise ValueError(f"unknown optimizer {s.optimizer!r}; choose adagrad, sgd or adam")
 
 
-def lr_factor(schedule: str, step: int, total: int) -> float:
-    """Multiplier of the base learning rate at ``step`` of ``total`` (optimizer steps)."""
+def lr_factor(schedule: str, step: int, total: int, warmup: int = 0) -> float:
+    """Multiplier of the base learning rate at ``step`` of ``total`` optimizer steps.
+
+    A linear warm-up over the first ``warmup`` steps keeps the first Adam/AdaGrad steps, which move every
+    weight by about the full learning rate, from blowing up the un-normalised AlexNet.
+    """
+    if step < warmup:
+        return (step + 1) / warmup
     progress = step / max(total, 1)
     if schedule == "cosine":
         return 0.02 + 0.98 * 0.5 * (1.0 + math.cos(math.pi * progress))
@@ -161,7 +167,8 @@ def run_epoch(model: nn.Module, optimizer: torch.optim.Optimizer, train: CropSou
     total, count = 0.0, 0
     for step, (crops, target, weight) in enumerate(batches(train, order, s.batch_size, s.seed + 1000 * stage, epoch)):
         for group in optimizer.param_groups:
-            group["lr"] = s.lr * lr_factor(s.schedule, epoch * steps_per_epoch + step, s.epochs * steps_per_epoch)
+            group["lr"] = s.lr * lr_factor(s.schedule, epoch * steps_per_epoch + step, s.epochs * steps_per_epoch,
+                                           warmup=steps_per_epoch)
         with autocast(s.bf16):
             pred = model(prepare(crops, s))
         loss = pose_loss(pred, target, weight)

@@ -1,0 +1,357 @@
+"""The regressor ψ of DeepPose: the paper's AlexNet (GUIDE §1), narrow classroom variants, and ImageNet weights.
+
+At the defaults ``DeepPoseNet()`` is the paper's network, layer for layer::
+
+    220×220×3 → C(55×55×96) − LRN − P − C(27×27×256) − LRN − P − C(13×13×384) − C(13×13×384) − C(13×13×256) − P
+              − F(4096) − F(4096) − F(2k)
+
+ReLU follows every C and hidden F, dropout follows the two hidden F layers, and the last F has NO activation:
+the targets are normalised coordinates in about [−0.5, 0.5] and can fall outside (a joint outside its box),
+so a ReLU or a clamp there is one of the classic bugs (GUIDE §4).
+
+Choices the paper leaves open, made here and why:
+
+- conv1 padding 4: the only padding (with 5) that gives 220 → 55; then 55 → 27 → 13 → 6 and 256·6·6 = 9216.
+- max pooling rounds up (``ceil_mode``), as AlexNet's original Caffe/cuda-convnet code did; at 220 px every
+  pooling divides exactly, so the paper's sizes are unchanged, and small classroom inputs (down to 48 px)
+  keep all three poolings instead of pooling a 2×2 map away to nothing.
+- LRN uses AlexNet's constants (n = 5, α = 1e-4, β = 0.75, k = 2); PyTorch divides α by n, so it gets 5e-4.
+- No grouped convolutions (AlexNet split conv2/4/5 over two GPUs); with k = 14 this gives ≈ 58.4 M parameters,
+  almost all of them in F(4096) − F(4096).
+- The model takes float RGB in [0, 1] and normalises with ImageNet's mean/std itself (non-persistent buffers,
+  so state dicts hold only learned weights), which also makes torchvision's ImageNet weights drop in.
+
+Output layout: (B, 2k) as x0, y0, x1, y1, …; ``to_joints`` reshapes it to (B, k, 2).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import inspect
+from collections import OrderedDict
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import Tensor, nn
+
+PAPER_CHANNELS = (96, 256, 384, 384, 256)
+TORCHVISION_CHANNELS = (64, 192, 384, 256, 256)
+KERNELS = (11, 5, 3, 3, 3)
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+MIN_WIDTH = 8  # narrowest layer a width multiplier may produce
+OUTPUT_INIT_GAIN = 0.01  # output weights ~ N(0, gain²/fan_in): untrained predictions sit ~0.01 from the box centre
+
+
+def scaled(n: int, width: float) -> int:
+    """A layer width times the multiplier, rounded, never below ``MIN_WIDTH``."""
+    return max(MIN_WIDTH, round(n * width))
+
+
+def make_features(channels: Sequence[int], lrn: bool, conv1_padding: int, ceil_pool: bool,
+                  adaptive_pool: int | None) -> nn.Sequential:
+    """conv1..conv5 with ReLUs, LRN after conv1/conv2 (optional), max pooling after conv1, conv2 and conv5."""
+    layers: OrderedDict[str, nn.Module] = OrderedDict()
+    c_in = 3
+    for i, (c_out, k) in enumerate(zip(channels, KERNELS, strict=True), start=1):
+        stride, pad = (4, conv1_padding) if i == 1 else (1, k // 2)
+        layers[f"conv{i}"] = nn.Conv2d(c_in, c_out, k, stride=stride, padding=pad)
+        layers[f"relu{i}"] = nn.ReLU(inplace=True)
+        if lrn and i in (1, 2):
+            layers[f"lrn{i}"] = nn.LocalResponseNorm(size=5, alpha=5e-4, beta=0.75, k=2.0)
+        if i in (1, 2, 5):
+            layers[f"pool{i}"] = nn.MaxPool2d(kernel_size=3, stride=2, ceil_mode=ceil_pool)
+        c_in = c_out
+    if adaptive_pool is not None:
+        layers["avgpool"] = nn.AdaptiveAvgPool2d(adaptive_pool)
+    return nn.Sequential(layers)
+
+
+def make_head(in_features: int, hidden: int, outputs: int, dropout: float) -> nn.Sequential:
+    """F(hidden) − F(hidden) − F(outputs); ReLU and dropout after the hidden ones, nothing after the last."""
+    return nn.Sequential(OrderedDict([
+        ("flatten", nn.Flatten()),
+        ("fc6", nn.Linear(in_features, hidden)), ("relu6", nn.ReLU(inplace=True)), ("drop6", nn.Dropout(dropout)),
+        ("fc7", nn.Linear(hidden, hidden)), ("relu7", nn.ReLU(inplace=True)), ("drop7", nn.Dropout(dropout)),
+        ("fc8", nn.Linear(hidden, outputs)),
+    ]))
+
+
+def dry_feature_shape(input_size: int, **feature_args: object) -> tuple[int, int, int]:
+    """(C, H, W) after the conv trunk, from a forward on the meta device: no memory, no arithmetic to keep in sync."""
+    with torch.device("meta"):
+        probe = make_features(**feature_args)  # type: ignore[arg-type]
+        try:
+            out = probe(torch.empty(1, 3, input_size, input_size))
+        except RuntimeError as err:
+            raise ValueError(f"input_size {input_size} is too small for the AlexNet structure: {err}") from None
+    return tuple(out.shape[1:])  # type: ignore[return-value]
+
+
+def init_weights(model: nn.Module, output: nn.Linear) -> None:
+    """Kaiming for the ReLU layers; a tiny output layer with zero bias so an untrained net predicts the box centre."""
+    for m in model.modules():
+        if isinstance(m, nn.Conv2d | nn.Linear):
+            nn.init.kaiming_normal_(m.weight, nonlinearity="relu")
+            nn.init.zeros_(m.bias)
+    nn.init.normal_(output.weight, std=OUTPUT_INIT_GAIN / output.in_features**0.5)
+    nn.init.zeros_(output.bias)
+
+
+class DeepPoseNet(nn.Module):
+    """AlexNet regressing k joints as normalised (x, y) pairs; the paper's network at the defaults.
+
+    ``width`` scales every conv channel count and the hidden F width (rounded, at least 8); ``input_size`` may
+    be as small as 48 px with the same 13-layer structure. The keyword-only arguments exist for torchvision's
+    layout (``torchvision_layout``). ``self.config`` holds every argument, so ``from_config`` rebuilds the net.
+    """
+
+    def __init__(self, num_joints: int = 14, input_size: int = 220, width: float = 1.0, dropout: float = 0.6,
+                 lrn: bool = True, channels: Sequence[int] = PAPER_CHANNELS, hidden: int = 4096, *,
+                 conv1_padding: int = 4, ceil_pool: bool = True, adaptive_pool: int | None = None) -> None:
+        super().__init__()
+        check_args(num_joints, width, dropout, channels)
+        self.config: dict[str, object] = dict(
+            num_joints=num_joints, input_size=input_size, width=width, dropout=dropout, lrn=lrn,
+            channels=tuple(channels), hidden=hidden, conv1_padding=conv1_padding, ceil_pool=ceil_pool,
+            adaptive_pool=adaptive_pool,
+        )
+        self.num_joints = num_joints
+        self.input_size = input_size
+        feature_args = dict(channels=[scaled(c, width) for c in channels], lrn=lrn, conv1_padding=conv1_padding,
+                            ceil_pool=ceil_pool, adaptive_pool=adaptive_pool)
+        c, h, w = dry_feature_shape(input_size, **feature_args)
+        self.features = make_features(**feature_args)  # type: ignore[arg-type]
+        self.head = make_head(c * h * w, scaled(hidden, width), 2 * num_joints, dropout)
+        self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
+        init_weights(self, self.head.fc8)
+
+    @classmethod
+    def from_config(cls, config: Mapping[str, object]) -> DeepPoseNet:
+        """Rebuild from ``model.config`` (e.g. out of a checkpoint); unknown keys are an error, not ignored."""
+        known = set(inspect.signature(cls).parameters)
+        unknown = sorted(set(config) - known)
+        if unknown:
+            raise ValueError(f"unknown DeepPoseNet config keys {unknown}; known keys are {sorted(known)}")
+        return cls(**config)  # type: ignore[arg-type]
+
+    def forward(self, x: Tensor) -> Tensor:
+        """Float RGB (B, 3, S, S) in [0, 1] → (B, 2k) normalised coordinates x0, y0, x1, y1, …"""
+        check_input(x, self.input_size)
+        x = (x - self.mean) / self.std
+        return self.head(self.features(x))
+
+    def predict_normalised(self, x: Tensor) -> Tensor:
+        """(B, k, 2) joints in box-normalised coordinates; leaves train/eval and grad mode to the caller."""
+        return to_joints(self(x))
+
+
+def check_args(num_joints: int, width: float, dropout: float, channels: Sequence[int]) -> None:
+    if num_joints < 1:
+        raise ValueError(f"num_joints must be at least 1, got {num_joints}")
+    if not width > 0:
+        raise ValueError(f"width must be positive, got {width}")
+    if not 0 <= dropout < 1:
+        raise ValueError(f"dropout must be in [0, 1), got {dropout}")
+    if len(channels) != len(KERNELS):
+        raise ValueError(f"channels needs {len(KERNELS)} conv widths, got {tuple(channels)}")
+
+
+def check_input(x: Tensor, size: int) -> None:
+    """Fail with the likely cause: uint8 crops not converted, channels last, or the wrong crop size."""
+    if not x.is_floating_point():
+        raise TypeError(f"DeepPoseNet expects float input in [0, 1], got {x.dtype}; divide uint8 crops by 255")
+    if x.dim() != 4 or x.shape[1] != 3 or x.shape[2] != size or x.shape[3] != size:
+        raise ValueError(f"DeepPoseNet expects (B, 3, {size}, {size}) input, got {tuple(x.shape)}")
+
+
+def to_joints(y: Tensor) -> Tensor:
+    """(B, 2k) network output → (B, k, 2), using the x0, y0, x1, y1, … layout."""
+    return y.reshape(y.shape[0], -1, 2)
+
+
+def count_parameters(model: nn.Module, trainable_only: bool = False) -> int:
+    return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable_only)
+
+
+def build_model(input_size: int, width: float, dropout: float, lrn: bool, num_joints: int = 14) -> DeepPoseNet:
+    """The paper's structure at a profile's size, e.g. ``build_model(p.input_size, p.width, p.dropout, p.lrn)``."""
+    return DeepPoseNet(num_joints=num_joints, input_size=input_size, width=width, dropout=dropout, lrn=lrn)
+
+
+# ---------------------------------------------------------------------------------------------------- layer table
+
+
+@dataclass(frozen=True)
+class LayerRow:
+    """One row of the layer table; ``output_shape`` is per sample, in PyTorch order (C, H, W) or (F,)."""
+
+    name: str
+    kind: str  # "C", "LRN", "P", "AP" (adaptive average pool) or "F", as in the paper's notation
+    output_shape: tuple[int, ...]
+    params: int
+    detail: str  # kernel/stride/padding or in → out, plus the ReLU/dropout that follow
+
+
+@dataclass(frozen=True)
+class PaperLayer:
+    """A layer of the paper's list; the paper states the C and F sizes, the LRN and P sizes follow from them."""
+
+    kind: str
+    output_shape: tuple[int, ...]  # PyTorch order, (C, H, W) or (F,)
+
+    @property
+    def label(self) -> str:
+        """The paper's notation, e.g. C(55×55×96), F(4096), LRN, P."""
+        if self.kind == "C":
+            c, h, w = self.output_shape
+            return f"C({h}×{w}×{c})"
+        return f"F({self.output_shape[0]})" if self.kind == "F" else self.kind
+
+
+def paper_layers(num_joints: int = 14) -> tuple[PaperLayer, ...]:
+    """The paper's network as data: 220×220×3 in, 2k numbers out."""
+    spec = [("C", (96, 55, 55)), ("LRN", (96, 55, 55)), ("P", (96, 27, 27)),
+            ("C", (256, 27, 27)), ("LRN", (256, 27, 27)), ("P", (256, 13, 13)),
+            ("C", (384, 13, 13)), ("C", (384, 13, 13)), ("C", (256, 13, 13)), ("P", (256, 6, 6)),
+            ("F", (4096,)), ("F", (4096,)), ("F", (2 * num_joints,))]
+    return tuple(PaperLayer(kind, shape) for kind, shape in spec)
+
+
+PAPER_LAYERS = paper_layers(14)
+KINDS: dict[type[nn.Module], str] = {nn.Conv2d: "C", nn.LocalResponseNorm: "LRN", nn.MaxPool2d: "P",
+                                     nn.AdaptiveAvgPool2d: "AP", nn.Linear: "F"}
+
+
+def describe(m: nn.Module) -> str:
+    """Short text for a layer's hyper-parameters."""
+    if isinstance(m, nn.Conv2d):
+        return f"{m.kernel_size[0]}×{m.kernel_size[1]} /{m.stride[0]} pad {m.padding[0]}"  # type: ignore[index]
+    if isinstance(m, nn.LocalResponseNorm):
+        return f"n {m.size}, α/n {m.alpha / m.size:g}, β {m.beta:g}, k {m.k:g}"
+    if isinstance(m, nn.MaxPool2d):
+        return f"max {m.kernel_size}×{m.kernel_size} /{m.stride}" + (" ceil" if m.ceil_mode else "")
+    if isinstance(m, nn.AdaptiveAvgPool2d):
+        return f"adaptive avg → {m.output_size}"
+    if isinstance(m, nn.Linear):
+        return f"{m.in_features} → {m.out_features}"
+    if isinstance(m, nn.Dropout):
+        return f"dropout {m.p:g}"
+    return type(m).__name__
+
+
+def layer_table(model: DeepPoseNet) -> list[LayerRow]:
+    """Per-layer output shapes and parameter counts, measured by hooks on one dummy forward (batch 1, eval mode)."""
+    leaves = [(n, m) for n, m in model.named_modules() if not list(m.children()) and not isinstance(m, nn.Flatten)]
+    shapes: dict[str, tuple[int, ...]] = {}
+
+    def hook_for(name: str) -> Callable[..., None]:
+        return lambda _m, _i, out: shapes.__setitem__(name, tuple(out.shape[1:]))
+
+    hooks = [m.register_forward_hook(hook_for(n)) for n, m in leaves if type(m) in KINDS]
+    was_training = model.training
+    try:
+        model.eval()
+        with torch.no_grad():
+            p = next(model.parameters())
+            model(torch.zeros(1, 3, model.input_size, model.input_size, dtype=p.dtype, device=p.device))
+    finally:
+        for h in hooks:
+            h.remove()
+        model.train(was_training)
+    rows: list[LayerRow] = []
+    for name, m in leaves:
+        if type(m) in KINDS:
+            params = sum(q.numel() for q in m.parameters(recurse=False))
+            rows.append(LayerRow(name, KINDS[type(m)], shapes[name], params, describe(m)))
+        elif rows:  # ReLU / dropout: noted on the layer they follow
+            rows[-1] = dataclasses.replace(rows[-1], detail=f"{rows[-1].detail} + {describe(m)}")
+    return rows
+
+
+def format_layer_table(rows: Sequence[LayerRow]) -> str:
+    """Fixed-width text table with a total row, for notebooks and the command line."""
+    header = ("layer", "kind", "output (C×H×W)", "params", "detail")
+    body = [(r.name, r.kind, "×".join(map(str, r.output_shape)), f"{r.params:,}", r.detail) for r in rows]
+    total = ("total", "", "", f"{sum(r.params for r in rows):,}", "")
+    widths = [max(len(line[i]) for line in [header, *body, total]) for i in range(len(header))]
+
+    def fmt(line: tuple[str, ...]) -> str:
+        cells = [c.rjust(w) if i == 3 else c.ljust(w) for i, (c, w) in enumerate(zip(line, widths, strict=True))]
+        return "  ".join(cells).rstrip()
+
+    rule = "-" * len(fmt(header))
+    return "\n".join([fmt(header), rule, *map(fmt, body), rule, fmt(total)])
+
+
+# --------------------------------------------------------------------------------------- torchvision ImageNet weights
+
+# torchvision.models.alexnet: features = [conv 64 k11 s4 p2, ReLU, maxpool 3/2, conv 192 k5 p2, ReLU, maxpool,
+# conv 384 k3 p1, ReLU, conv 256 k3 p1, ReLU, conv 256 k3 p1, ReLU, maxpool]; avgpool = AdaptiveAvgPool2d(6);
+# classifier = [Dropout, Linear(9216, 4096), ReLU, Dropout, Linear(4096, 4096), ReLU, Linear(4096, 1000)].
+TORCHVISION_NAMES = {
+    "features.0": "features.conv1", "features.3": "features.conv2", "features.6": "features.conv3",
+    "features.8": "features.conv4", "features.10": "features.conv5",
+    "classifier.1": "head.fc6", "classifier.4": "head.fc7",
+}
+TORCHVISION_DROPPED = ("classifier.6.weight", "classifier.6.bias")  # the 1000-class layer, replaced by fc8
+
+
+def torchvision_layout(num_joints: int = 14, dropout: float = 0.5, input_size: int = 224) -> DeepPoseNet:
+    """DeepPoseNet shaped like torchvision's AlexNet (no LRN, 64-192-384-256-256, floor pooling, 6×6 avg pool).
+
+    At 224 px the average pool is the identity; at 220 px (the paper's size) it resamples 5×5 to 6×6, so the
+    ImageNet F weights still fit.
+    """
+    return DeepPoseNet(num_joints=num_joints, input_size=input_size, width=1.0, dropout=dropout, lrn=False,
+                       channels=TORCHVISION_CHANNELS, hidden=4096, conv1_padding=2, ceil_pool=False, adaptive_pool=6)
+
+
+def read_state_dict(path: str | Path) -> dict[str, Tensor]:
+    """``torch.load`` with ``weights_only=True``, turning a wrong kind of file into an error that names it."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no weights file at {path}")
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # pickle, zip and format errors all mean the same thing to the reader
+        raise ValueError(f"{path}: not a weights-only PyTorch state dict ({type(err).__name__}, shown above); "
+                         "save model.state_dict(), not the model object") from err
+    if not isinstance(obj, Mapping) or not all(isinstance(v, Tensor) for v in obj.values()):
+        raise ValueError(f"{path}: expected a state dict (names → tensors), got {type(obj).__name__}")
+    return dict(obj)
+
+
+def map_torchvision_keys(state: Mapping[str, Tensor], ours: Mapping[str, Tensor], path: str | Path
+                         ) -> dict[str, Tensor]:
+    """torchvision key → our key, checking every key and shape against ``ours``; the error lists what differs."""
+    expected = {f"{tv}.{p}": f"{mine}.{p}" for tv, mine in TORCHVISION_NAMES.items() for p in ("weight", "bias")}
+    problems = [f"unexpected key {k!r}" for k in state if k not in expected and k not in TORCHVISION_DROPPED]
+    for tv_key, key in expected.items():
+        if tv_key not in state:
+            problems.append(f"missing key {tv_key!r}")
+        elif tuple(state[tv_key].shape) != tuple(ours[key].shape):
+            problems.append(f"{tv_key!r} has shape {tuple(state[tv_key].shape)}, expected {tuple(ours[key].shape)}")
+    if problems:
+        more = f"; and {len(problems) - 4} more" if len(problems) > 4 else ""
+        raise ValueError(f"{path}: not torchvision's AlexNet state dict: {'; '.join(problems[:4])}{more}")
+    return {key: state[tv_key] for tv_key, key in expected.items()}
+
+
+def load_torchvision_alexnet(path: str | Path, num_joints: int = 14, dropout: float = 0.5,
+                             input_size: int = 224) -> DeepPoseNet:
+    """``torchvision_layout`` with ImageNet conv/F weights from torchvision's file and a fresh 2k output layer.
+
+    Reads the file torchvision downloads (e.g. ``alexnet-owt-7be5be79.pth``) without importing torchvision.
+    """
+    state = read_state_dict(path)
+    with torch.device("meta"):  # shapes only, so a wrong file fails before 57 M parameters are initialised
+        template = torchvision_layout(num_joints=num_joints, dropout=dropout, input_size=input_size)
+    mapped = map_torchvision_keys(state, template.state_dict(), path)
+    model = torchvision_layout(num_joints=num_joints, dropout=dropout, input_size=input_size)
+    result = model.load_state_dict(mapped, strict=False)
+    assert set(result.missing_keys) == {"head.fc8.weight", "head.fc8.bias"}, result
+    return model
