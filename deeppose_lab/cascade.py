@@ -111,7 +111,9 @@ class RefineCrops:
 def run_model(model: nn.Module, crops: np.ndarray, batch_size: int = 128) -> np.ndarray:
     """(B, 14, 2) normalised outputs for uint8 crops (B, S, S, 3), in eval mode."""
     model.eval()
-    outs = [model(to_tensor(crops[i:i + batch_size])).float() for i in range(0, len(crops), batch_size)]
+    device = next(model.parameters()).device
+    outs = [model(to_tensor(crops[i:i + batch_size]).to(device)).float().cpu()
+            for i in range(0, len(crops), batch_size)]
     return torch.cat(outs).view(len(crops), NUM_JOINTS, 2).numpy().astype(np.float64)
 
 

@@ -52,12 +52,14 @@ def parse_box(text: str) -> np.ndarray:
 
 
 def cmd_train(args: argparse.Namespace) -> None:
+    from .distributed import is_main
     from .runs import train_run
 
     profile = profile_from(args)
     train_run(args.out, profile, args.data, args.stages, progress=not args.quiet)
-    print(f"trained {args.stages or profile.stages} stage(s) into {args.out}/; "
-          f"evaluate with: deeppose-lab evaluate {args.out}")
+    if is_main():
+        print(f"trained {args.stages or profile.stages} stage(s) into {args.out}/; "
+              f"evaluate with: deeppose-lab evaluate {args.out}")
 
 
 def cmd_evaluate(args: argparse.Namespace) -> None:
@@ -157,11 +159,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from .distributed import init_from_env, is_main, shutdown
     from .download import DownloadError
     from .runs import RunError
     from .train import TrainingDiverged
 
     args = build_parser().parse_args(argv)
+    distributed = init_from_env()  # under torchrun: one process per GPU (or CPU shard), rank 0 writes
+    if distributed and not is_main():
+        args.quiet = True
     try:
         args.func(args)
     except (*USER_ERRORS, RunError, DownloadError, TrainingDiverged) as exc:
@@ -171,6 +177,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"deeppose-lab {args.command}: interrupted; finished epochs are checkpointed, run again to resume",
               file=sys.stderr)
         return 130
+    finally:
+        shutdown()
     return 0
 
 

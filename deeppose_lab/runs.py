@@ -31,6 +31,7 @@ from .cascade import Cascade, DisplacementStats, RefineCrops, displacement_stats
 from .checkpoint import CheckpointError, load_checkpoint
 from .crops import PersonCrops, inference_box
 from .datasets import Concat, PoseDataset, data_root, load_folder, load_lsp, load_lspet, lsp_available, lspet_folder
+from .distributed import barrier, is_main
 from .geometry import Augmentation, denormalise, normalise
 from .model import DeepPoseNet
 from .profiles import Profile
@@ -160,8 +161,10 @@ def train_run(run_dir: Path | str, profile: Profile, data: str = "auto", stages:
     stages = stages or profile.stages
     if profile.threads:
         torch.set_num_threads(profile.threads)
-    with run_lock(run_dir):
-        meta = start_run(run_dir, profile, data)
+    with run_lock(run_dir) if is_main() else contextlib.nullcontext():
+        meta = start_run(run_dir, profile, data) if is_main() else None
+        barrier()
+        meta = meta or read_run(run_dir)
         splits = load_data(data, profile, log)
         log(f"data {splits.name}: {len(splits.train)} training and {len(splits.test)} test images")
         val = splits.test.subset(range(min(profile.val_images, len(splits.test))), "val")
@@ -185,7 +188,7 @@ def stage_timer(meta: dict, run_dir: Path, stage: int, log: Log) -> Iterator[Non
     tic = time.perf_counter()
     yield
     seconds = time.perf_counter() - tic
-    if seconds > 1.0 or str(stage) not in meta["stages"]:
+    if is_main() and (seconds > 1.0 or str(stage) not in meta["stages"]):
         meta["stages"][str(stage)] = {"seconds": round(seconds, 1)}
         write_text(run_dir / "run.json", json.dumps(meta, indent=2))
     log(f"stage {stage} ready ({seconds:.0f} s)")

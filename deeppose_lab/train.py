@@ -11,7 +11,6 @@ from __future__ import annotations
 import contextlib
 import math
 import time
-from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -19,10 +18,12 @@ from typing import Any
 import numpy as np
 import torch
 from torch import nn
+from torch.nn.parallel import DistributedDataParallel
 from tqdm.auto import tqdm
 
 from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from .crops import CropSource, batches, epoch_order
+from .distributed import barrier, default_device, mean_over_ranks, rank_and_world
 from .model import DeepPoseNet
 
 
@@ -84,8 +85,11 @@ def lr_factor(schedule: str, step: int, total: int, warmup: int = 0) -> float:
     return 1.0
 
 
-def autocast(enabled: bool) -> contextlib.AbstractContextManager:
-    return torch.autocast("cpu", dtype=torch.bfloat16) if enabled else contextlib.nullcontext()
+def autocast(enabled: bool, device: torch.device | None = None) -> contextlib.AbstractContextManager:
+    """bf16 autocast on the model's device type (CPU or CUDA), or nothing."""
+    if not enabled:
+        return contextlib.nullcontext()
+    return torch.autocast(device.type if device is not None else "cpu", dtype=torch.bfloat16)
 
 
 def epoch_seed(seed: int, stage: int, epoch: int) -> int:
@@ -97,10 +101,12 @@ def epoch_seed(seed: int, stage: int, epoch: int) -> int:
 def mean_loss(model: nn.Module, source: CropSource, s: FitSettings, limit: int | None = None) -> float:
     """The loss on ``source`` without augmentation or dropout (validation)."""
     model.eval()
+    device = next(model.parameters()).device
     n = len(source) if limit is None else min(limit, len(source))
     total, count = 0.0, 0
     for crops, target, weight in batches(source, np.arange(n), s.batch_size):
-        with autocast(s.bf16):
+        crops, target, weight = (t.to(device) for t in (crops, target, weight))
+        with autocast(s.bf16, device):
             pred = model(prepare(crops, s))
         total += float(pose_loss(pred, target, weight)) * len(crops)
         count += len(crops)
@@ -135,23 +141,31 @@ def fit(model: DeepPoseNet, train: CropSource, val: CropSource | None, s: FitSet
     (the cascade keeps its displacement statistics there). Returns the per-epoch history.
     """
     checkpoint = Path(checkpoint)
-    if s.channels_last:
-        model.to(memory_format=torch.channels_last)
+    device = default_device()
+    model.to(device, memory_format=torch.channels_last if s.channels_last else torch.preserve_format)
     optimizer = make_optimizer(model, s)
     start, history, complete = resume_state(checkpoint, stage, model, optimizer)
+    rank, world = rank_and_world()
+    if s.batch_size % world:
+        raise ValueError(f"batch_size {s.batch_size} must be divisible by the {world} processes")
+    trained = DistributedDataParallel(model, device_ids=[device] if device.type == "cuda" else None) \
+        if world > 1 else model
     steps_per_epoch = math.ceil(len(train) / s.batch_size)
     for epoch in range(start, 0 if complete else s.epochs):
         tic = time.perf_counter()
-        train_loss = run_epoch(model, optimizer, train, s, stage, epoch, steps_per_epoch, checkpoint, progress)
+        train_loss = run_epoch(trained, optimizer, train, s, stage, epoch, steps_per_epoch, checkpoint,
+                               progress and rank == 0)
         record = {"epoch": epoch + 1, "train_loss": train_loss, "lr": optimizer.param_groups[0]["lr"],
                   "seconds": time.perf_counter() - tic}
         last = epoch + 1 == s.epochs
         if val is not None and s.val_every and ((epoch + 1) % s.val_every == 0 or last):
             record["val_loss"] = mean_loss(model, val, s)
         history.append(record)
-        save_checkpoint(checkpoint, {"stage": stage, "model_config": model.config, "model": model.state_dict(),
-                                     "optimizer": optimizer.state_dict(), "epoch": epoch, "complete": last,
-                                     "history": history, "settings": asdict(s), **(extra or {})})
+        if rank == 0:
+            save_checkpoint(checkpoint, {"stage": stage, "model_config": model.config, "model": model.state_dict(),
+                                         "optimizer": optimizer.state_dict(), "epoch": epoch, "complete": last,
+                                         "history": history, "settings": asdict(s), **(extra or {})})
+        barrier()
     model.eval()
     return history
 
@@ -160,28 +174,33 @@ def run_epoch(model: nn.Module, optimizer: torch.optim.Optimizer, train: CropSou
               epoch: int, steps_per_epoch: int, checkpoint: Path, progress: bool) -> float:
     """One pass over ``train`` in this epoch's order; returns the mean training loss."""
     model.train()
-    torch.manual_seed(epoch_seed(s.seed, stage, epoch))
-    order = epoch_order(len(train), s.seed + 1000 * stage, epoch, shuffle=True)
-    bar = tqdm(total=len(order), desc=f"stage {stage} epoch {epoch + 1}/{s.epochs}", unit="crop",
+    rank, world = rank_and_world()
+    device = next(model.parameters()).device
+    torch.manual_seed(epoch_seed(s.seed, stage, epoch) + rank)
+    # Rank r takes every world-th item, so each step's items across ranks are exactly one process's batch.
+    order = epoch_order(len(train), s.seed + 1000 * stage, epoch, shuffle=True)[rank::world]
+    bar = tqdm(total=len(order) * world, desc=f"stage {stage} epoch {epoch + 1}/{s.epochs}", unit="crop",
                disable=not progress, leave=False)
     total, count = 0.0, 0
-    for step, (crops, target, weight) in enumerate(batches(train, order, s.batch_size, s.seed + 1000 * stage, epoch)):
+    local_batches = batches(train, order, s.batch_size // world, s.seed + 1000 * stage, epoch)
+    for step, (crops, target, weight) in enumerate(local_batches):
+        crops, target, weight = (t.to(device, non_blocking=True) for t in (crops, target, weight))
         for group in optimizer.param_groups:
             group["lr"] = s.lr * lr_factor(s.schedule, epoch * steps_per_epoch + step, s.epochs * steps_per_epoch,
                                            warmup=steps_per_epoch)
-        with autocast(s.bf16):
+        with autocast(s.bf16, device):
             pred = model(prepare(crops, s))
         loss = pose_loss(pred, target, weight)
-        check_finite(loss, stage, epoch, step, checkpoint)
+        check_finite(mean_over_ranks(loss), stage, epoch, step, checkpoint)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
         total += loss.item() * len(crops)
         count += len(crops)
-        bar.update(len(crops))
+        bar.update(len(crops) * world)
         bar.set_postfix(loss=f"{total / count:.4f}")
     bar.close()
-    return total / max(count, 1)
+    return float(mean_over_ranks(torch.tensor(total / max(count, 1))))
 
 
 def check_finite(loss: torch.Tensor, stage: int, epoch: int, step: int, checkpoint: Path) -> None:
@@ -189,12 +208,3 @@ def check_finite(loss: torch.Tensor, stage: int, epoch: int, step: int, checkpoi
         kept = f"the last good checkpoint {checkpoint} is kept" if checkpoint.exists() else "no checkpoint was written"
         raise TrainingDiverged(f"stage {stage}, epoch {epoch + 1}, batch {step + 1}: the loss is {float(loss)}; "
                                f"training stopped and {kept}. Try a lower learning rate (--set lr=...).")
-
-
-def iterate_eval(model: nn.Module, crops: torch.Tensor, batch_size: int, bf16: bool = False) -> Iterator[torch.Tensor]:
-    """Model outputs for a stack of crops, batch by batch, in eval mode without gradients."""
-    model.eval()
-    with torch.no_grad():
-        for start in range(0, len(crops), batch_size):
-            with autocast(bf16):
-                yield model(crops[start:start + batch_size]).float()

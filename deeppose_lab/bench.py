@@ -1,0 +1,175 @@
+"""``make bench``: speed figures against this machine's own limit, printed as JSON and a short table.
+
+Measured in one run, on the threads torch uses: the matrix-multiply limit (fp32 and bf16 GFLOP/s), the
+training step of the ``paper`` and ``classroom`` networks (images/s and the fraction of the limit it
+reaches, FLOPs counted by ``torch.utils.flop_counter``), the data pipeline feeding it (samples/s on one
+core), cascade inference latency, and time to accuracy read from the last ``make demo`` run. Numbers are
+printed, never asserted: speed targets live here, not in tests.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+from .cascade import Cascade
+from .crops import PersonCrops, batches
+from .model import DeepPoseNet
+from .profiles import Profile, get_profile
+from .synthetic import SyntheticPoses
+from .train import FitSettings, autocast, make_optimizer, pose_loss
+
+
+def best_time(fn: Callable[[], object], repeats: int, warmup: int = 1) -> float:
+    """The fastest of ``repeats`` timed calls (seconds): the least disturbed by whatever else runs."""
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(repeats):
+        tic = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - tic)
+    return min(times)
+
+
+def matmul_limit(dtype: torch.dtype, n: int = 2048, repeats: int = 5) -> float:
+    """GFLOP/s of an n×n by n×n matrix multiply: the ceiling any network step is measured against."""
+    a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
+    return 2 * n**3 / best_time(lambda: a @ b, repeats) / 1e9
+
+
+def model_for(profile: Profile) -> DeepPoseNet:
+    return DeepPoseNet(input_size=profile.input_size, width=profile.width, dropout=profile.dropout,
+                       lrn=profile.lrn)
+
+
+def step_flops(model: DeepPoseNet, batch: int) -> int:
+    """FLOPs of one training step (forward + backward) counted by torch's flop counter."""
+    x = torch.rand(batch, 3, model.input_size, model.input_size)
+    with FlopCounterMode(display=False) as counter:
+        model(x).sum().backward()
+    model.zero_grad(set_to_none=True)
+    return counter.get_total_flops()
+
+
+def train_step_rate(profile: Profile, batch: int, bf16: bool, channels_last: bool, repeats: int) -> dict:
+    """Images/s of a full optimiser step (forward, loss, backward, update) on random crops."""
+    torch.manual_seed(0)
+    model = model_for(profile).train()
+    flops = step_flops(model, batch)
+    fmt = torch.channels_last if channels_last else torch.contiguous_format
+    model = model.to(memory_format=fmt)
+    opt = make_optimizer(model, FitSettings(epochs=1, lr=1e-4, optimizer=profile.optimizer))
+    x = torch.rand(batch, 3, profile.input_size, profile.input_size).contiguous(memory_format=fmt)
+    y, w = torch.rand(batch, 14, 2) - 0.5, torch.ones(batch, 14)
+
+    def step() -> None:
+        with autocast(bf16):
+            loss = pose_loss(model(x), y, w)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+
+    seconds = best_time(step, repeats)
+    return {"profile": profile.name, "batch": batch, "bf16": bf16, "channels_last": channels_last,
+            "images_per_s": batch / seconds, "gflop_per_s": flops / seconds / 1e9, "step_gflop": flops / 1e9}
+
+
+def data_rate(profile: Profile, n: int = 256) -> float:
+    """Samples/s of decode + crop + augment + collate on ONE core (images decoded from fresh each time)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    data = SyntheticPoses(n, seed=1)
+    [data.image(i) for i in range(n)]  # cached in memory, as LSP is during training
+    source = PersonCrops(data, profile.input_size, profile.augment)
+    tic = time.perf_counter()
+    for _ in batches(source, np.arange(n), 64, seed=0):
+        pass
+    torch.set_num_threads(threads)
+    return n / (time.perf_counter() - tic)
+
+
+def inference_latency(profile: Profile, images: int = 8) -> float:
+    """Seconds per image for the whole cascade (all stages, all joints batched) with untrained networks."""
+    stage1 = model_for(profile).eval()
+    refine = profile.replace(input_size=profile.refine_input_size, width=profile.refine_width)
+    cascade = Cascade(stage1, profile.input_size, [model_for(refine).eval() for _ in range(profile.stages - 1)],
+                      profile.refine_input_size, profile.sigma)
+    data = SyntheticPoses(images, seed=2)
+    cascade.predict(data.subset(range(1)))
+    return best_time(lambda: cascade.predict(data), 2, warmup=0) / images
+
+
+def time_to_accuracy(run_dir: Path) -> dict | None:
+    """Minutes per stage and PCP after each, from a finished ``make demo`` run (None when there is none)."""
+    report = run_dir / "report" / "report.json"
+    if not report.is_file():
+        return None
+    results = json.loads(report.read_text())
+    run = json.loads((run_dir / "run.json").read_text())
+    return {"run": str(run_dir), "data": results["dataset"]["name"], "profile": run["profile"]["name"],
+            "minutes": {s: round(v["seconds"] / 60, 2) for s, v in run["stages"].items()},
+            "strict_pcp": [st["pcp_strict"]["mean"] for st in results["stages"]],
+            "loose_pcp": [st["pcp_loose"]["mean"] for st in results["stages"]]}
+
+
+def run_all(quick: bool, run_dir: Path) -> dict:
+    classroom, paper = get_profile("classroom"), get_profile("paper")
+    repeats = 2 if quick else 4
+    out: dict = {"threads": torch.get_num_threads(),
+                 "matmul_gflop_per_s": {"fp32": matmul_limit(torch.float32), "bf16": matmul_limit(torch.bfloat16)}}
+    steps = []
+    for profile, sizes in ((classroom, (32, 64, 128)), (paper, (8, 16) if quick else (16, 32))):
+        for batch in sizes[:1] if quick else sizes:
+            for bf16, cl in ((False, False), (True, False), (False, True)):
+                steps.append(train_step_rate(profile, batch, bf16, cl, repeats))
+    limit = out["matmul_gflop_per_s"]
+    for s in steps:
+        s["fraction_of_matmul_limit"] = s["gflop_per_s"] / limit["bf16" if s["bf16"] else "fp32"]
+    out["train_steps"] = steps
+    out["data_samples_per_s_one_core"] = {"classroom": data_rate(classroom), "paper": data_rate(paper, 64)}
+    out["cascade_seconds_per_image"] = {"classroom": inference_latency(classroom), "paper": inference_latency(paper, 2)}
+    out["time_to_accuracy"] = time_to_accuracy(run_dir)
+    return out
+
+
+def table(r: dict) -> str:
+    lines = [f"threads {r['threads']}; matmul limit fp32 {r['matmul_gflop_per_s']['fp32']:.1f} GFLOP/s, "
+             f"bf16 {r['matmul_gflop_per_s']['bf16']:.1f} GFLOP/s",
+             f"{'profile':10} {'batch':>5} {'mode':14} {'img/s':>8} {'GFLOP/s':>8} {'of limit':>8}"]
+    for s in r["train_steps"]:
+        mode = "bf16" if s["bf16"] else ("channels_last" if s["channels_last"] else "fp32")
+        lines.append(f"{s['profile']:10} {s['batch']:>5} {mode:14} {s['images_per_s']:8.1f} {s['gflop_per_s']:8.1f} "
+                     f"{s['fraction_of_matmul_limit']:8.0%}")
+    d, c = r["data_samples_per_s_one_core"], r["cascade_seconds_per_image"]
+    lines.append(f"data pipeline, one core: classroom {d['classroom']:.0f} samples/s, paper {d['paper']:.0f} samples/s")
+    lines.append(f"cascade inference: classroom {1000 * c['classroom']:.1f} ms/image, "
+                 f"paper {1000 * c['paper']:.0f} ms/image")
+    t = r["time_to_accuracy"]
+    lines.append("time to accuracy: " + (json.dumps(t) if t else "no finished `make demo` run in runs/demo"))
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="fewer sizes and repeats (seconds, for a smoke check)")
+    parser.add_argument("--run", default="runs/demo", help="run directory to read time-to-accuracy from")
+    parser.add_argument("--json", default=None, help="also write the JSON here")
+    args = parser.parse_args()
+    result = run_all(args.quick, Path(args.run))
+    text = json.dumps(result, indent=2)
+    print(text)
+    print(table(result))
+    if args.json:
+        Path(args.json).write_text(text)
+
+
+if __name__ == "__main__":
+    main()
