@@ -9,8 +9,9 @@ constructor arguments, so a foreign or mismatched file is named and explained ra
 from __future__ import annotations
 
 import pickle
+import zipfile
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import torch
 
@@ -33,10 +34,42 @@ def save_checkpoint(path: Path | str, payload: dict[str, Any]) -> None:
     """Write ``payload`` (plus format and version) so that the previous file survives any failure."""
     data = {"format": FORMAT, "version": __version__, **payload}
     try:
-        write_with(path, lambda fh: torch.save(data, fh))
+        write_with(path, lambda fh: save_reporting_os_errors(data, fh))
     except OSError as exc:
         raise CheckpointError(path, f"could not write checkpoint ({exc.strerror or exc}); the previous one is intact") \
             from None
+
+
+class _WriteErrorRecorder:
+    """A file proxy that remembers the OSError a write raised: torch.save turns it into a RuntimeError."""
+
+    def __init__(self, fh: BinaryIO) -> None:
+        self.fh = fh
+        self.error: OSError | None = None
+
+    def write(self, data: bytes) -> int:
+        try:
+            return self.fh.write(data)
+        except OSError as exc:
+            self.error = exc
+            raise
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.fh, name)
+
+
+def save_reporting_os_errors(data: dict[str, Any], fh: BinaryIO) -> None:
+    """``torch.save(data, fh)``, but a full disk (ENOSPC in a write) surfaces as that OSError.
+
+    Otherwise torch reports it as ``RuntimeError: [enforce fail at inline_container.cc] unexpected pos``.
+    """
+    recorder = _WriteErrorRecorder(fh)
+    try:
+        torch.save(data, recorder)
+    except Exception:
+        if recorder.error is not None:
+            raise recorder.error from None
+        raise
 
 
 def load_checkpoint(path: Path | str, stage: int | None = None) -> dict[str, Any]:
@@ -47,10 +80,13 @@ def load_checkpoint(path: Path | str, stage: int | None = None) -> dict[str, Any
     try:
         data = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
+        if not zipfile.is_zipfile(path):  # torch.save always writes a zip; garbage also fails the safe unpickler
+            raise CheckpointError(path, "not a readable checkpoint (not a PyTorch zip archive: truncated, corrupt "
+                                        "or another format)") from None
         raise CheckpointError(path, "refused: the file holds more than weights (pickled code or objects), "
-                                    f"so it was not loaded ({str(exc).splitlines()[0]})") from None
-    except (RuntimeError, EOFError, OSError, ValueError) as exc:
-        raise CheckpointError(path, f"not a readable checkpoint (truncated or corrupt: {exc})") from None
+                                    f"so it was not loaded ({describe(exc)})") from None
+    except Exception as exc:  # the safe unpickler reports garbage as KeyError, IndexError, EOFError, RuntimeError ...
+        raise CheckpointError(path, f"not a readable checkpoint (truncated or corrupt; {describe(exc)})") from None
     if not isinstance(data, dict) or data.get("format") != FORMAT:
         found = data.get("format") if isinstance(data, dict) else type(data).__name__
         raise CheckpointError(path, f"not a deeppose_lab checkpoint (format {found!r}, expected {FORMAT!r})")
@@ -60,3 +96,9 @@ def load_checkpoint(path: Path | str, stage: int | None = None) -> dict[str, Any
     if stage is not None and data["stage"] != stage:
         raise CheckpointError(path, f"holds stage {data['stage']}, expected stage {stage}")
     return data
+
+
+def describe(exc: BaseException) -> str:
+    """An exception's type and the first line of its message (torch's run to many lines)."""
+    lines = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {lines[0]}" if lines else type(exc).__name__

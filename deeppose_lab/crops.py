@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from .datasets import PoseDataset
-from .geometry import Augmentation, crop_sample, image_box, person_box
+from .geometry import Augmentation, crop_sample, image_box, person_box, square_box
 from .sample import Sample
 
 
@@ -40,8 +40,14 @@ class CropSource(Protocol):
 
 
 def inference_box(sample: Sample, user_box: np.ndarray | None = None) -> np.ndarray:
-    """The stage-1 box at test time: a user-given box, else the whole image squared; never the labels."""
-    return user_box if user_box is not None else image_box(sample.height, sample.width)
+    """The stage-1 box at test time: a user-given box, else the whole image, squared; never the labels.
+
+    A user box is padded to a square like every training box, so a tall person box is not squeezed sideways
+    into a crop the network never saw in training.
+    """
+    if user_box is None:
+        return image_box(sample.height, sample.width)
+    return square_box(np.asarray(user_box, dtype=np.float64))
 
 
 def training_box(sample: Sample, kind: str, margin: float) -> np.ndarray:

@@ -31,7 +31,7 @@ from .cascade import Cascade, DisplacementStats, RefineCrops, displacement_stats
 from .checkpoint import CheckpointError, load_checkpoint
 from .crops import PersonCrops, inference_box
 from .datasets import Concat, PoseDataset, data_root, load_folder, load_lsp, load_lspet, lsp_available, lspet_folder
-from .distributed import barrier, is_main
+from .distributed import is_main, mean_over_ranks
 from .geometry import Augmentation, denormalise, normalise
 from .model import DeepPoseNet
 from .profiles import Profile
@@ -51,14 +51,20 @@ class Splits:
     test: PoseDataset
 
 
+def resolve_data(spec: str) -> str:
+    """``auto`` pinned to what it means now, so a run never changes data when LSP appears later."""
+    if spec == "auto":
+        return "lsp" if lsp_available() else "synthetic"
+    return spec
+
+
 def load_data(spec: str, profile: Profile, log: Log = print) -> Splits:
     """``synthetic``, ``lsp`` (LSP train + LSP-extended when present / LSP test), ``lspet``, ``auto`` or a folder.
 
     ``auto`` is LSP when it is on disk, else the embedded synthetic people, so every command and notebook
     runs with nothing downloaded.
     """
-    if spec == "auto":
-        spec = "lsp" if lsp_available() else "synthetic"
+    spec = resolve_data(spec)
     if spec == "synthetic":
         from .synthetic import synthetic_splits
         train, test = synthetic_splits(profile.synthetic_train, profile.synthetic_test, seed=profile.seed)
@@ -154,17 +160,29 @@ def start_run(run_dir: Path, profile: Profile, data: str) -> dict[str, Any]:
     return meta
 
 
+def agreed_start(run_dir: Path, profile: Profile, data: str) -> dict[str, Any]:
+    """Rank 0 creates or checks run.json; every rank learns whether that worked before going on."""
+    meta, error = None, None
+    if is_main():
+        try:
+            meta = start_run(run_dir, profile, data)
+        except RunError as exc:
+            error = exc
+    if float(mean_over_ranks(torch.tensor(0.0 if error is None else 1.0))) > 0:
+        raise error or RunError(f"{run_dir}: rank 0 refused this run directory")
+    return meta or read_run(run_dir)
+
+
 def train_run(run_dir: Path | str, profile: Profile, data: str = "auto", stages: int | None = None,
               progress: bool = True, log: Log = print) -> Cascade:
     """Train stage 1, then each refinement stage in turn, resuming whatever is already in ``run_dir``."""
     run_dir = Path(run_dir)
     stages = stages or profile.stages
+    data = resolve_data(data)
     if profile.threads:
         torch.set_num_threads(profile.threads)
     with run_lock(run_dir) if is_main() else contextlib.nullcontext():
-        meta = start_run(run_dir, profile, data) if is_main() else None
-        barrier()
-        meta = meta or read_run(run_dir)
+        meta = agreed_start(run_dir, profile, data)
         splits = load_data(data, profile, log)
         log(f"data {splits.name}: {len(splits.train)} training and {len(splits.test)} test images")
         val = splits.test.subset(range(min(profile.val_images, len(splits.test))), "val")

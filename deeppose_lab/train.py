@@ -178,7 +178,10 @@ def run_epoch(model: nn.Module, optimizer: torch.optim.Optimizer, train: CropSou
     device = next(model.parameters()).device
     torch.manual_seed(epoch_seed(s.seed, stage, epoch) + rank)
     # Rank r takes every world-th item, so each step's items across ranks are exactly one process's batch.
-    order = epoch_order(len(train), s.seed + 1000 * stage, epoch, shuffle=True)[rank::world]
+    # Every rank must take the same number of steps (DDP syncs each one), so a remainder of fewer than
+    # `world` items is left out of this epoch; the shuffle changes which ones.
+    order = epoch_order(len(train), s.seed + 1000 * stage, epoch, shuffle=True)
+    order = order[: len(order) - len(order) % world][rank::world]
     bar = tqdm(total=len(order) * world, desc=f"stage {stage} epoch {epoch + 1}/{s.epochs}", unit="crop",
                disable=not progress, leave=False)
     total, count = 0.0, 0
@@ -206,5 +209,5 @@ def run_epoch(model: nn.Module, optimizer: torch.optim.Optimizer, train: CropSou
 def check_finite(loss: torch.Tensor, stage: int, epoch: int, step: int, checkpoint: Path) -> None:
     if not torch.isfinite(loss):
         kept = f"the last good checkpoint {checkpoint} is kept" if checkpoint.exists() else "no checkpoint was written"
-        raise TrainingDiverged(f"stage {stage}, epoch {epoch + 1}, batch {step + 1}: the loss is {float(loss)}; "
+        raise TrainingDiverged(f"stage {stage}, epoch {epoch + 1}, batch {step + 1}: the loss is {loss.item()}; "
                                f"training stopped and {kept}. Try a lower learning rate (--set lr=...).")

@@ -1,0 +1,330 @@
+"""The cascade (GUIDE §1, §4): boxes centred on the previous estimate, moves in IMAGE pixels, statistics from the
+training set only, the one-hot loss weight that follows its joint under a flip, and a label-free stage 1.
+
+Most tests use fake networks with a known output, so every expected pose is computed by hand; one module-scoped
+smoke run checks where a real run takes its displacement statistics from.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from deeppose_lab import runs
+from deeppose_lab import train as train_mod
+from deeppose_lab.cascade import (
+    Cascade,
+    DisplacementStats,
+    RefineCrops,
+    displacement_stats,
+    predict_stage1,
+    refine,
+)
+from deeppose_lab.datasets import PoseDataset
+from deeppose_lab.geometry import Augmentation, denormalise, image_box, make_box
+from deeppose_lab.model import DeepPoseNet
+from deeppose_lab.profiles import get_profile
+from deeppose_lab.skeleton import NUM_JOINTS, flip_permutation, torso_diameter
+
+SIZE = 48
+# A plausible pose in box-normalised units (about [−0.5, 0.5]); joint order as in skeleton.JOINT_NAMES.
+TEMPLATE = np.array([
+    [-0.10, 0.45], [-0.10, 0.25], [-0.10, 0.05], [0.10, 0.05], [0.10, 0.25], [0.10, 0.45],
+    [-0.30, 0.05], [-0.25, -0.10], [-0.15, -0.25], [0.15, -0.25], [0.25, -0.10], [0.30, 0.05],
+    [0.00, -0.30], [0.00, -0.45],
+])
+
+
+class ArrayPoses(PoseDataset):
+    """Images and labels given as arrays."""
+
+    def __init__(self, images: list[np.ndarray], joints: np.ndarray, visible: np.ndarray | None = None) -> None:
+        visible = np.ones(joints.shape[:2], bool) if visible is None else visible
+        super().__init__([f"img{i}" for i in range(len(images))], joints, visible)
+        self.images = images
+
+    def load_image(self, i: int) -> np.ndarray:
+        return self.images[i].copy()
+
+
+class FixedNet(nn.Module):
+    """A 'network' whose normalised output is the same (14, 2) array for every crop; checks its input."""
+
+    def __init__(self, out: np.ndarray, size: int = SIZE) -> None:
+        super().__init__()
+        # a (frozen) parameter rather than a buffer: callers find the model's device from its parameters
+        self.out = nn.Parameter(torch.as_tensor(np.asarray(out, np.float32).reshape(1, 2 * NUM_JOINTS)),
+                                requires_grad=False)
+        self.size = size
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        assert x.dtype == torch.float32 and tuple(x.shape[1:]) == (3, self.size, self.size)
+        assert 0.0 <= float(x.min()) and float(x.max()) <= 1.0
+        return self.out.repeat(len(x), 1)
+
+
+def noise_images(shapes=((90, 130), (150, 70), (64, 64))) -> list[np.ndarray]:
+    rng = np.random.default_rng(0)
+    return [rng.integers(0, 256, size=(h, w, 3), dtype=np.uint8) for h, w in shapes]
+
+
+def poses_in(images: list[np.ndarray], scale: float = 0.8) -> np.ndarray:
+    """TEMPLATE placed in each image's square box, each a little differently: (N, 14, 2) pixels."""
+    out = []
+    for k, img in enumerate(images):
+        box = image_box(*img.shape[:2])
+        out.append(denormalise(TEMPLATE * (scale - 0.1 * k), box) + [3.0 * k, -2.0 * k])
+    return np.stack(out)
+
+
+def side(pose: np.ndarray, sigma: float) -> np.ndarray:
+    return sigma * torso_diameter(pose)
+
+
+# --- (a), (b): refinement moves joints in image pixels ---------------------------------------------------------
+
+def test_zero_output_leaves_every_joint_where_it_was():
+    images = noise_images()
+    previous = poses_in(images)
+    previous[1, 6] = [-20.0, 160.0]  # an estimate outside the image is no special case
+    data = ArrayPoses(images, previous + 7.0)  # labels elsewhere: refinement must not look at them
+    out = refine(FixedNet(np.zeros((14, 2))), data, previous, sigma=2.0, size=SIZE)
+    np.testing.assert_allclose(out, previous, atol=1e-4)
+
+
+@pytest.mark.parametrize("sigma", [1.0, 1.5])
+def test_a_fixed_normalised_output_moves_every_joint_by_that_times_sigma_diam_pixels(sigma):
+    images = noise_images()
+    previous = poses_in(images)
+    diam = torso_diameter(previous)
+    assert len(set(np.round(diam, 3))) == len(images) and not np.allclose(sigma * diam, SIZE)
+    offset = np.array([0.1, -0.2])
+    out = refine(FixedNet(np.tile(offset, (14, 1))), ArrayPoses(images, previous), previous, sigma, SIZE, 2)
+    expected = previous + offset * (sigma * diam)[:, None, None]
+    np.testing.assert_allclose(out, expected, atol=1e-4)
+
+
+def test_joint_i_moves_by_output_i_only():
+    images = noise_images()
+    previous = poses_in(images)
+    outputs = np.stack([np.arange(14) * 0.01, np.arange(14) * -0.02], axis=1)  # a different move per joint
+    out = refine(FixedNet(outputs), ArrayPoses(images, previous), previous, 2.0, SIZE)
+    expected = previous + outputs[None] * side(previous, 2.0)[:, None, None]
+    np.testing.assert_allclose(out, expected, atol=1e-4)
+
+
+# --- (f): the whole cascade ---------------------------------------------------------------------------------------
+
+def test_cascade_predict_trajectory_by_hand():
+    images = noise_images()
+    data = ArrayPoses(images, poses_in(images))
+    offset = np.array([0.05, 0.1])
+    cascade = Cascade(FixedNet(TEMPLATE, 64), 64, [FixedNet(np.tile(offset, (14, 1)))] * 2, SIZE, sigma=1.5)
+    poses = cascade.predict(data)
+    assert poses.shape == (3, len(images), 14, 2)
+    stage1 = np.stack([denormalise(TEMPLATE, image_box(*img.shape[:2])) for img in images])
+    np.testing.assert_allclose(poses[0], stage1, atol=1e-4)  # N⁻¹ of the output in the square image box
+    for s in (1, 2):
+        step = offset * side(poses[s - 1], 1.5)[:, None, None]
+        np.testing.assert_allclose(poses[s], poses[s - 1] + step, atol=1e-4)
+    assert cascade.predict(data, stages=2).shape == (2, len(images), 14, 2)
+    np.testing.assert_allclose(cascade.predict(data, stages=1)[0], stage1, atol=1e-4)
+
+
+def test_a_user_box_is_squared_like_the_training_boxes():
+    images = noise_images()
+    data = ArrayPoses(images, poses_in(images))
+    tall = np.array([make_box(60, 45, 30, 80), make_box(35, 75, 50, 100), make_box(32, 32, 40, 20)])
+    out = predict_stage1(FixedNet(TEMPLATE, 64), data, 64, boxes=tall)
+    squared = [make_box(b[0], b[1], max(b[2:]), max(b[2:])) for b in tall]
+    np.testing.assert_allclose(out, np.stack([denormalise(TEMPLATE, b) for b in squared]), atol=1e-4)
+
+
+def test_inference_uses_no_labels():
+    images = noise_images()
+    a = ArrayPoses(images, poses_in(images))
+    b = ArrayPoses(images, poses_in(images, scale=0.3)[::-1] * 1.3 + 25.0, np.zeros((3, 14), bool))
+    torch.manual_seed(0)
+    stage1 = DeepPoseNet(input_size=SIZE, width=0.125, dropout=0.5)
+    refiner = DeepPoseNet(input_size=SIZE, width=0.125, dropout=0.5)
+    cascade = Cascade(stage1, SIZE, [refiner], SIZE, sigma=2.0)
+    pa, pb = cascade.predict(a), cascade.predict(b)
+    assert pa.shape == (2, 3, 14, 2) and np.all(np.isfinite(pa))
+    np.testing.assert_array_equal(pa[0], pb[0])  # stage 1: whole-image box, no labels
+    np.testing.assert_array_equal(pa, pb)
+    np.testing.assert_array_equal(pa[0], predict_stage1(stage1, a, SIZE))  # eval mode: dropout is off
+    fake = Cascade(FixedNet(TEMPLATE), SIZE, [FixedNet(np.full((14, 2), 0.1))], SIZE, sigma=2.0)
+    np.testing.assert_array_equal(fake.predict(a), fake.predict(b))
+
+
+# --- (c), (e): training crops of a refinement stage ---------------------------------------------------------------
+
+def zero_stats(mean: np.ndarray | None = None, var: float = 1e-12) -> DisplacementStats:
+    mean = np.zeros((14, 2)) if mean is None else mean
+    return DisplacementStats(mean, np.tile(np.eye(2) * var, (14, 1, 1)), np.full(14, 10))
+
+
+def test_validation_crop_is_centred_on_the_previous_estimate():
+    joint = 6
+    image = np.zeros((100, 120, 3), np.uint8)
+    previous = denormalise(TEMPLATE, make_box(60, 50, 80, 80))
+    previous[joint] = [40.5, 30.5]  # a pixel centre
+    image[29:32, 39:42] = 255  # a 3×3 bright dot centred there
+    true = previous + [10.0, -7.0]
+    sigma = SIZE / torso_diameter(previous)  # crop scale 1: the box is SIZE pixels wide
+    data = ArrayPoses([image], true[None])
+    crops = RefineCrops(data, previous[None], zero_stats(), sigma, SIZE, 1, Augmentation.none(), simulate=False)
+    assert len(crops) == 14
+    item = crops.item(joint, None)
+    w = item.crop.astype(np.float64).sum(axis=2)
+    assert w.sum() > 0
+    rows, cols = np.mgrid[0:SIZE, 0:SIZE] + 0.5
+    assert (w * cols).sum() / w.sum() == pytest.approx(SIZE / 2, abs=0.05)
+    assert (w * rows).sum() / w.sum() == pytest.approx(SIZE / 2, abs=0.05)
+    np.testing.assert_allclose(item.target[joint], np.array([10.0, -7.0]) / SIZE, atol=1e-6)
+    assert item.weight.tolist() == [1.0 if j == joint else 0.0 for j in range(14)]
+
+
+def test_simulated_boxes_are_centred_on_the_true_joint_plus_the_mean_displacement():
+    images = noise_images()
+    true = poses_in(images)
+    previous = true * 1.1 - 4.0  # stage s−1's estimate: another torso size than the labels
+    crops = RefineCrops(ArrayPoses(images, true), previous, zero_stats(), 2.0, SIZE, 3, Augmentation.none())
+    assert len(crops) == 3 * 14 * 3
+    for n in range(3):
+        for joint in (0, 6, 13):
+            for b in range(3):
+                item = crops.item((n * 14 + joint) * 3 + b, np.random.default_rng(b))
+                np.testing.assert_allclose(item.target[joint], 0.0, atol=1e-5)
+                assert np.flatnonzero(item.weight).tolist() == [joint]
+    # a known mean displacement δ (in σ·diam units of the PREVIOUS pose): the box centre is y_i + δ·side
+    mean = np.zeros((14, 2))
+    mean[6] = [0.1, -0.05]
+    crops = RefineCrops(ArrayPoses(images, true), previous, zero_stats(mean), 2.0, SIZE, 1, Augmentation.none())
+    item = crops.item(1 * 14 + 6, None)
+    s = side(previous[1], 2.0)
+    expected = (true[1] - (true[1, 6] + mean[6] * s)) / s  # N(y; b) for every joint in that box
+    np.testing.assert_allclose(item.target, expected, atol=1e-6)
+    np.testing.assert_allclose(item.target[6], -mean[6], atol=1e-6)
+
+
+def test_hidden_joints_get_no_weight():
+    images = noise_images()
+    true = poses_in(images)
+    visible = np.ones((3, 14), bool)
+    visible[0, 6] = False
+    crops = RefineCrops(ArrayPoses(images, true, visible), true, zero_stats(), 2.0, SIZE, 1,
+                        Augmentation(flip=True))
+    for seed in range(6):
+        assert not crops.item(6, np.random.default_rng(seed)).weight.any()
+    unmasked = RefineCrops(ArrayPoses(images, true, visible), true, zero_stats(), 2.0, SIZE, 1,
+                           Augmentation.none(), mask_hidden=False)
+    assert unmasked.item(6, None).weight[6] == 1.0
+
+
+def test_the_one_hot_weight_follows_its_joint_under_a_flip():
+    images = noise_images()
+    true = poses_in(images)
+    crops = RefineCrops(ArrayPoses(images, true), true, zero_stats(), 2.0, SIZE, 1, Augmentation(flip=True))
+    perm = flip_permutation()
+    for joint in (0, 6, 8, 12):
+        seen = set()
+        for seed in range(16):
+            item = crops.item(14 + joint, np.random.default_rng(seed))
+            (k,) = np.flatnonzero(item.weight)
+            seen.add(int(k))
+            # the weighted output is the one whose target is the crop centre, i.e. the joint the box was made for
+            np.testing.assert_allclose(item.target[k], 0.0, atol=1e-5)
+        assert seen == {joint, int(perm[joint])}  # both unflipped and flipped crops were drawn
+
+
+# --- (d): displacement statistics -------------------------------------------------------------------------------
+
+def test_displacement_stats_are_in_sigma_diam_units_of_the_previous_pose():
+    rng = np.random.default_rng(1)
+    n, sigma = 40, 1.5
+    diam = rng.uniform(20, 80, n)
+    pred = np.zeros((n, 14, 2))
+    pred[:] = rng.uniform(-30, 30, (n, 14, 2)) + 100
+    pred[:, 9] = pred[:, 2] + np.stack([diam * 0.6, -diam * 0.8], axis=1)  # |l_shoulder − r_hip| = diam
+    np.testing.assert_allclose(torso_diameter(pred), diam)
+    true_mean = rng.normal(0, 0.1, (14, 2))
+    d = true_mean + rng.normal(0, 1, (n, 14, 2)) * [0.05, 0.12]  # displacements in σ·diam units
+    true = pred - d * (sigma * diam)[:, None, None]
+    visible = np.ones((n, 14), bool)
+    visible[:5, 3] = False
+    true[:5, 3] = -1e6  # hidden LSP-extended joints can hold anything; they must not enter the fit
+    visible[:, 13] = False
+    visible[0, 13] = True  # a single example: too few to fit
+    stats = displacement_stats(pred, true, visible, sigma)
+    for j in range(13):
+        dj = d[visible[:, j], j]
+        np.testing.assert_allclose(stats.mean[j], dj.mean(axis=0), atol=1e-4)
+        np.testing.assert_allclose(stats.cov[j], np.cov(dj, rowvar=False), atol=1e-5)
+    assert stats.count.tolist() == visible.sum(axis=0).tolist()
+    np.testing.assert_allclose(stats.mean[13], 0.0)
+    np.testing.assert_allclose(stats.cov[13], np.eye(2) * 0.01)
+    # symmetric displacements by hand: mean m, covariance diag(2a²/3, 2b²/3) (four samples, unbiased)
+    a, b, m = 0.2, 0.1, np.array([0.05, -0.03])
+    d4 = m + np.array([[a, 0], [-a, 0], [0, b], [0, -b]])
+    pred4 = np.repeat(pred[:1], 4, axis=0)
+    true4 = pred4 - d4[:, None, :] * sigma * diam[0]
+    stats4 = displacement_stats(pred4, true4, np.ones((4, 14), bool), sigma)
+    np.testing.assert_allclose(stats4.mean, np.tile(m, (14, 1)), atol=1e-12)
+    np.testing.assert_allclose(stats4.cov[0], np.diag([2 * a * a / 3, 2 * b * b / 3]), atol=1e-5)
+    payload = DisplacementStats.from_payload(stats.to_payload())
+    np.testing.assert_array_equal(payload.mean, stats.mean)
+    np.testing.assert_array_equal(payload.cov, stats.cov)
+
+
+def cpu_only(mp: pytest.MonkeyPatch) -> None:
+    """One device for the run and the checks, so recomputed statistics match to float precision."""
+    mp.setattr(train_mod, "default_device", lambda: torch.device("cpu"), raising=False)
+
+
+@pytest.fixture(scope="module")
+def smoke_run(tmp_path_factory):
+    profile = get_profile("smoke", epochs=1, refine_epochs=1, stages=2, synthetic_train=24, synthetic_test=8,
+                          val_images=4)
+    run_dir = tmp_path_factory.mktemp("smoke_run")
+    with pytest.MonkeyPatch.context() as mp:
+        cpu_only(mp)
+        runs.train_run(run_dir, profile, "synthetic", progress=False, log=lambda msg: None)
+    return run_dir, profile
+
+
+def test_stage2_statistics_come_from_the_training_set(smoke_run):
+    run_dir, profile = smoke_run
+    splits = runs.load_data("synthetic", profile)
+    model1, _ = runs.load_stage(run_dir, 1)
+
+    def stats_on(data: PoseDataset) -> DisplacementStats:
+        return displacement_stats(predict_stage1(model1, data, profile.input_size), data.joints, data.visible,
+                                  profile.sigma)
+
+    stored = runs.stage_stats(run_dir, 2)
+    on_train, on_test = stats_on(splits.train), stats_on(splits.test)
+    np.testing.assert_allclose(stored.mean, on_train.mean, rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(stored.cov, on_train.cov, rtol=1e-4, atol=1e-6)
+    np.testing.assert_array_equal(stored.count, on_train.count)
+    assert not np.allclose(stored.mean, on_test.mean, rtol=1e-3, atol=1e-4)
+    assert stored.count.max() <= len(splits.train)
+
+
+def test_a_finished_run_predicts_and_is_not_retrained(smoke_run, monkeypatch):
+    run_dir, profile = smoke_run
+    splits = runs.load_data("synthetic", profile)
+    cascade = runs.load_cascade(run_dir)
+    poses = cascade.predict(splits.test)
+    assert poses.shape == (2, 8, 14, 2) and np.all(np.isfinite(poses))
+    assert not np.array_equal(poses[0], poses[1])  # stage 2 moved the joints
+
+    def must_not_run(*args, **kwargs):
+        raise AssertionError("a finished stage was trained again")
+
+    monkeypatch.setattr(train_mod, "run_epoch", must_not_run)
+    cpu_only(monkeypatch)
+    again = runs.train_run(run_dir, profile, "synthetic", progress=False, log=lambda msg: None)
+    np.testing.assert_array_equal(again.predict(splits.test), poses)

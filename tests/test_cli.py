@@ -1,0 +1,155 @@
+"""``deeppose-lab`` end to end: train → evaluate → predict on a tiny smoke run, and the user errors that must end
+in exit status 2 with one line naming the problem.
+
+One module-scoped run trained through ``cli.main`` serves every test. ``$DEEPPOSE_DATA`` points at an empty
+folder for the whole module, so ``auto`` means the synthetic people and no real data is ever touched.
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from deeppose_lab import runs
+from deeppose_lab.cli import main
+from deeppose_lab.profiles import get_profile
+from deeppose_lab.synthetic import SyntheticPoses
+
+TINY = ["--set", "epochs=1", "--set", "refine_epochs=1", "--set", "synthetic_train=16", "--set", "synthetic_test=6",
+        "--set", "val_images=3", "--set", "stages=2"]
+
+
+@pytest.fixture(scope="module", autouse=True)
+def no_real_data(tmp_path_factory):
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("DEEPPOSE_DATA", str(tmp_path_factory.mktemp("empty_data")))
+        mp.delenv("DEEPPOSE_PROFILE", raising=False)
+        yield
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory, no_real_data):
+    out = tmp_path_factory.mktemp("cli") / "run"
+    assert main(["train", "--profile", "smoke", "--data", "synthetic", "--out", str(out), "--quiet", *TINY]) == 0
+    return out
+
+
+@pytest.fixture(scope="module")
+def pngs(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("pngs")
+    people = SyntheticPoses(2, seed=11)
+    paths = []
+    for i in range(2):
+        path = folder / f"person{i}.png"
+        Image.fromarray(people.image(i)).save(path)
+        paths.append(path)
+    return paths
+
+
+def test_train_writes_a_run_directory(run_dir, capsys):
+    assert (run_dir / "stage1.pt").is_file() and (run_dir / "stage2.pt").is_file()
+    meta = json.loads((run_dir / "run.json").read_text())
+    assert meta["data"] == "synthetic" and meta["profile"]["name"] == "smoke"
+    assert meta["profile"]["synthetic_train"] == 16 and meta["profile"]["epochs"] == 1
+    assert set(meta["stages"]) == {"1", "2"}
+
+
+def test_evaluate_writes_the_report(run_dir, capsys):
+    capsys.readouterr()
+    assert main(["evaluate", str(run_dir)]) == 0
+    assert "|" in capsys.readouterr().out  # the markdown table
+    report = run_dir / "report"
+    for name in ("report.json", "report.md", "pdj.png", "best_worst.png", "predictions.npz"):
+        assert (report / name).is_file() and (report / name).stat().st_size > 0, name
+    with np.load(report / "predictions.npz", allow_pickle=False) as npz:
+        assert npz["joints"].shape == (2, 6, 14, 2)
+        assert npz["image_ids"].shape == (6,)
+        assert np.all(np.isfinite(npz["joints"]))
+    results = json.loads((report / "report.json").read_text())
+    assert results["dataset"]["n"] == 6
+
+
+def test_predict_on_png_files_with_and_without_a_box(run_dir, pngs, tmp_path, capsys):
+    whole, boxed = tmp_path / "whole", tmp_path / "boxed"
+    assert main(["predict", str(run_dir), *map(str, pngs), "--out", str(whole)]) == 0
+    assert main(["predict", str(run_dir), *map(str, pngs), "--out", str(boxed), "--box", "5,10,60,95"]) == 0
+    outputs = {}
+    for folder in (whole, boxed):
+        for path in pngs:
+            assert (folder / f"{path.stem}_pose.png").stat().st_size > 0
+        records = json.loads((folder / "predictions.json").read_text())["predictions"]
+        assert [r["image"] for r in records] == [str(p) for p in pngs]
+        assert all(np.array(r["joints"]).shape == (14, 2) and np.array(r["stages"]).shape == (2, 14, 2)
+                   for r in records)
+        with np.load(folder / "predictions.npz", allow_pickle=False) as npz:
+            assert npz["joints"].shape == (2, 2, 14, 2) and np.all(np.isfinite(npz["joints"]))
+            assert npz["image_ids"].tolist() == [p.stem for p in pngs]
+            outputs[folder] = npz["joints"]
+    assert not np.allclose(outputs[whole], outputs[boxed])  # the box changes what stage 1 sees
+
+
+def test_unknown_profile_is_a_user_error(tmp_path, capsys):
+    assert main(["train", "--profile", "nope", "--out", str(tmp_path / "r")]) == 2
+    err = capsys.readouterr().err
+    assert "error" in err and "unknown profile 'nope'" in err and "smoke" in err
+    assert not (tmp_path / "r").exists()
+
+
+def test_unknown_set_field_is_a_user_error(tmp_path, capsys):
+    assert main(["train", "--profile", "smoke", "--set", "learning_rate=0.1", "--out", str(tmp_path / "r")]) == 2
+    err = capsys.readouterr().err
+    assert "unknown profile field 'learning_rate'" in err
+    assert main(["train", "--profile", "smoke", "--set", "epochs=many", "--out", str(tmp_path / "r")]) == 2
+    assert "epochs must be a int, got 'many'" in capsys.readouterr().err
+    assert main(["train", "--profile", "smoke", "--set", "noequals", "--out", str(tmp_path / "r")]) == 2
+    assert "FIELD=VALUE" in capsys.readouterr().err
+
+
+def test_evaluate_on_a_folder_that_is_not_a_run(tmp_path, capsys):
+    folder = tmp_path / "not_a_run"
+    folder.mkdir()
+    assert main(["evaluate", str(folder)]) == 2
+    err = capsys.readouterr().err
+    assert str(folder) in err and "not a run directory" in err
+
+
+def test_predict_on_a_corrupt_image(run_dir, pngs, tmp_path, capsys):
+    bad = tmp_path / "broken.png"
+    bad.write_bytes(b"\x89PNG\r\n\x1a\n this is not really a png")
+    assert main(["predict", str(run_dir), str(pngs[0]), str(bad), "--out", str(tmp_path / "p")]) == 2
+    err = capsys.readouterr().err
+    assert str(bad) in err and ("corrupt" in err or "not a readable image" in err)
+    assert main(["predict", str(run_dir), str(tmp_path / "missing.png"), "--out", str(tmp_path / "p")]) == 2
+    assert "missing.png" in capsys.readouterr().err
+
+
+def test_predict_with_a_bad_box(run_dir, pngs, tmp_path, capsys):
+    assert main(["predict", str(run_dir), str(pngs[0]), "--box", "50,10,20,90", "--out", str(tmp_path)]) == 2
+    assert "x1 must exceed x0" in capsys.readouterr().err
+    assert main(["predict", str(run_dir), str(pngs[0]), "--box", "1,2,3", "--out", str(tmp_path)]) == 2
+    assert "four numbers" in capsys.readouterr().err
+
+
+def test_training_into_a_locked_run_directory_is_refused(tmp_path, capsys):
+    out = tmp_path / "busy"
+    with runs.run_lock(out):
+        assert main(["train", "--profile", "smoke", "--data", "synthetic", "--out", str(out), "--quiet", *TINY]) == 2
+    err = capsys.readouterr().err
+    assert "another training is using this run directory" in err and str(out) in err
+    assert not (out / "stage1.pt").exists() and not (out / "run.json").exists()
+
+
+def test_resuming_with_other_settings_is_refused(run_dir, capsys):
+    args = ["train", "--profile", "smoke", "--data", "synthetic", "--out", str(run_dir), "--quiet", *TINY]
+    assert main([*args, "--set", "lr=0.5"]) == 2
+    err = capsys.readouterr().err
+    assert "other settings" in err and "lr" in err
+
+
+def test_auto_data_is_synthetic_when_no_lsp_is_on_disk():
+    profile = get_profile("smoke", synthetic_train=3, synthetic_test=2)
+    splits = runs.load_data("auto", profile, log=lambda msg: None)
+    assert splits.name == "synthetic" and (len(splits.train), len(splits.test)) == (3, 2)
