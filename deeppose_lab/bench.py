@@ -116,8 +116,8 @@ def time_to_accuracy(run_dir: Path) -> dict | None:
     run = json.loads((run_dir / "run.json").read_text())
     return {"run": str(run_dir), "data": results["dataset"]["name"], "profile": run["profile"]["name"],
             "minutes": {s: round(v["seconds"] / 60, 2) for s, v in run["stages"].items()},
-            "strict_pcp": [st["pcp_strict"]["mean"] for st in results["stages"]],
-            "loose_pcp": [st["pcp_loose"]["mean"] for st in results["stages"]]}
+            "strict_pcp": [st["pcp"]["strict"]["mean"] for st in results["stages"]],
+            "loose_pcp": [st["pcp"]["loose"]["mean"] for st in results["stages"]]}
 
 
 def run_all(quick: bool, run_dir: Path) -> dict:

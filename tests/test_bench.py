@@ -1,0 +1,35 @@
+"""`make bench` must keep running: every figure is produced and positive on tiny settings (no timing asserted)."""
+
+from __future__ import annotations
+
+import json
+
+from deeppose_lab import bench
+from deeppose_lab.profiles import get_profile
+
+
+def test_every_figure_is_measured_on_tiny_settings(tmp_path):
+    smoke = get_profile("smoke")
+    assert bench.matmul_limit(__import__("torch").float32, n=64, repeats=1) > 0
+    step = bench.train_step_rate(smoke, batch=4, bf16=True, channels_last=False, repeats=1)
+    assert step["images_per_s"] > 0 and step["step_gflop"] > 0
+    assert bench.data_rate(smoke, n=8) > 0
+    assert bench.inference_latency(smoke, images=2) > 0
+
+
+def test_step_flops_count_forward_and_backward():
+    model = bench.model_for(get_profile("smoke"))
+    one, two = bench.step_flops(model, 1), bench.step_flops(model, 2)
+    assert two == 2 * one > 0
+
+
+def test_time_to_accuracy_reads_a_finished_run(tmp_path):
+    assert bench.time_to_accuracy(tmp_path) is None
+    (tmp_path / "report").mkdir()
+    stage = {"pcp": {"strict": {"mean": 0.3}, "loose": {"mean": 0.4}}}
+    (tmp_path / "report" / "report.json").write_text(json.dumps({"dataset": {"name": "lsp-test"},
+                                                                 "stages": [stage, stage]}))
+    (tmp_path / "run.json").write_text(json.dumps({"profile": {"name": "classroom"},
+                                                   "stages": {"1": {"seconds": 120}, "2": {"seconds": 60}}}))
+    t = bench.time_to_accuracy(tmp_path)
+    assert t["minutes"] == {"1": 2.0, "2": 1.0} and t["strict_pcp"] == [0.3, 0.3]
