@@ -101,7 +101,7 @@ def inference_latency(profile: Profile, images: int = 8) -> float:
     stage1 = model_for(profile).eval()
     refine = profile.replace(input_size=profile.refine_input_size, width=profile.refine_width)
     cascade = Cascade(stage1, profile.input_size, [model_for(refine).eval() for _ in range(profile.stages - 1)],
-                      profile.refine_input_size, profile.sigma)
+                      profile.refine_input_size, profile.sigma, profile.flip_test)
     data = SyntheticPoses(images, seed=2)
     cascade.predict(data.subset(range(1)))
     return best_time(lambda: cascade.predict(data), 2, warmup=0) / images

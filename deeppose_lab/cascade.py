@@ -117,9 +117,24 @@ def run_model(model: nn.Module, crops: np.ndarray, batch_size: int = 128) -> np.
     return torch.cat(outs).view(len(crops), NUM_JOINTS, 2).numpy().astype(np.float64)
 
 
+def run_model_flip_averaged(model: nn.Module, crops: np.ndarray, batch_size: int = 128) -> np.ndarray:
+    """Outputs averaged with those of the mirrored crops, mapped back (u → −u, left/right swapped).
+
+    Mirroring the crop array maps crop x to size − x, which in normalised coordinates is u → −u; the
+    network's left wrist on the mirror is the right wrist here, hence the flip permutation.
+    """
+    plain = run_model(model, crops, batch_size)
+    mirrored = run_model(model, np.ascontiguousarray(crops[:, :, ::-1]), batch_size)[:, flip_permutation()]
+    mirrored[..., 0] *= -1.0
+    return (plain + mirrored) / 2.0
+
+
 def predict_stage1(model: nn.Module, dataset: PoseDataset, size: int, boxes: np.ndarray | None = None,
-                   batch_size: int = 64) -> np.ndarray:
-    """Stage 1 on every image: crop the test-time box (no labels used), regress, map back. (N, 14, 2) px."""
+                   batch_size: int = 64, flip_test: bool = False) -> np.ndarray:
+    """Stage 1 on every image: crop the test-time box (no labels used), regress, map back. (N, 14, 2) px.
+
+    ``flip_test`` averages each prediction with that of the mirrored crop (a profile setting, not the paper's).
+    """
     out = np.empty((len(dataset), NUM_JOINTS, 2))
     for start in range(0, len(dataset), batch_size):
         idx = range(start, min(start + batch_size, len(dataset)))
@@ -129,7 +144,7 @@ def predict_stage1(model: nn.Module, dataset: PoseDataset, size: int, boxes: np.
             box = inference_box(sample, None if boxes is None else boxes[n])
             mats.append(box_to_crop(box, size))
             crops.append(warp_image(sample.image, mats[-1], size))
-        pred = run_model(model, np.stack(crops), batch_size)
+        pred = (run_model_flip_averaged if flip_test else run_model)(model, np.stack(crops), batch_size)
         for k, n in enumerate(idx):
             out[n] = uncrop_joints(pred[k], mats[k], size)
     return out
@@ -163,6 +178,7 @@ class Cascade:
     refiners: list[nn.Module]
     refine_size: int
     sigma: float
+    flip_test: bool = False
 
     @property
     def stages(self) -> int:
@@ -170,7 +186,7 @@ class Cascade:
 
     def predict(self, dataset: PoseDataset, boxes: np.ndarray | None = None, stages: int | None = None) -> np.ndarray:
         """(S, N, 14, 2) poses in image pixels after each stage: the whole trajectory, for reports and widgets."""
-        poses = [predict_stage1(self.stage1, dataset, self.stage1_size, boxes)]
+        poses = [predict_stage1(self.stage1, dataset, self.stage1_size, boxes, flip_test=self.flip_test)]
         for refiner in self.refiners[: (stages or self.stages) - 1]:
             poses.append(refine(refiner, dataset, poses[-1], self.sigma, self.refine_size))
         return np.stack(poses)

@@ -11,6 +11,7 @@ plausible positions, but LSP-extended's unannotated joints can lie anywhere, so 
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 from dataclasses import dataclass, field
 
@@ -30,6 +31,7 @@ class Profile:
     augment: Augmentation = field(default_factory=lambda: Augmentation(shift=0.05, scale=0.1, rotate=15.0,
                                                                         flip=True, colour=0.2))
     mask_hidden: bool = True
+    flip_test: bool = False  # average stage 1 with its mirrored crop at test time (not in the paper)
     # optimisation
     optimizer: str = "adam"  # "adagrad" (the paper's), "sgd" (momentum 0.9) or "adam"
     lr: float = 1e-3
@@ -64,18 +66,40 @@ class Profile:
 
     @staticmethod
     def from_dict(d: dict) -> Profile:
+        """A profile from ``to_dict`` / JSON (a run's run.json), checked like a command-line override."""
+        if not isinstance(d, dict):
+            raise ValueError(f"a profile must be a mapping of fields, got {type(d).__name__}")
         d = dict(d)
         # Only a dict (from to_dict / JSON) is converted: a missing key keeps the profile's default augmentation
         # and an Augmentation instance is kept as it is; None means no augmentation.
         if isinstance(d.get("augment"), dict):
-            d["augment"] = Augmentation(**d["augment"])
+            try:
+                d["augment"] = Augmentation(**d["augment"])
+            except TypeError as exc:
+                raise ValueError(f"profile field augment: {exc}") from None
         elif "augment" in d and d["augment"] is None:
             d["augment"] = Augmentation.none()
         known = {f.name for f in dataclasses.fields(Profile)}
         unknown = sorted(set(d) - known)
         if unknown:
             raise ValueError(f"unknown profile fields {unknown}")
-        return Profile(**d)
+        defaults = Profile()
+        for key, value in d.items():  # a hand-edited or foreign run.json: wrong types fail here, not mid-run
+            expected = type(getattr(defaults, key))
+            if not has_type(value, expected):
+                raise ValueError(f"profile field {key} must be a {expected.__name__}, got {value!r}")
+        profile = Profile(**d)
+        validate(profile)
+        return profile
+
+
+def has_type(value: object, expected: type) -> bool:
+    """JSON-level type check: bools are not numbers here, and an int is fine where a float is expected."""
+    if expected is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if expected is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    return isinstance(value, expected)
 
 
 PROFILES: dict[str, Profile] = {
@@ -133,12 +157,16 @@ def convert(key: str, text: str, current: object) -> object:
 
 def validate(p: Profile) -> None:
     """Refuse sizes and rates that would only fail later, deep inside a training run."""
+    for f in dataclasses.fields(p):  # inf and NaN pass a "> 0" test, then overflow or poison the weights
+        value = getattr(p, f.name)
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ValueError(f"profile field {f.name} must be a finite number, got {value!r}")
     positive = ["input_size", "batch_size", "refine_input_size", "stages", "boxes_per_joint", "synthetic_train",
                 "synthetic_test", "lr", "refine_lr", "width", "refine_width", "sigma"]
     for key in positive:
         if not getattr(p, key) > 0:
             raise ValueError(f"profile field {key} must be positive, got {getattr(p, key)!r}")
-    for key in ["epochs", "refine_epochs", "val_every", "val_images", "threads", "weight_decay"]:
+    for key in ["epochs", "refine_epochs", "val_every", "val_images", "threads", "weight_decay", "seed", "box_margin"]:
         if getattr(p, key) < 0:
             raise ValueError(f"profile field {key} must not be negative, got {getattr(p, key)!r}")
     if p.input_size < 48 or p.refine_input_size < 48:

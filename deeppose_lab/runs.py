@@ -188,8 +188,9 @@ def train_run(run_dir: Path | str, profile: Profile, data: str = "auto", stages:
         val = splits.test.subset(range(min(profile.val_images, len(splits.test))), "val")
         with stage_timer(meta, run_dir, 1, log):
             model1 = train_stage1(run_dir, profile, splits.train, val, progress)
-        train_pose = predict_stage1(model1, splits.train, profile.input_size)
-        val_pose = predict_stage1(model1, val, profile.input_size)
+        # Stage 2 learns from stage 1's errors as they will be at test time, flip averaging included.
+        train_pose = predict_stage1(model1, splits.train, profile.input_size, flip_test=profile.flip_test)
+        val_pose = predict_stage1(model1, val, profile.input_size, flip_test=profile.flip_test)
         refiners = []
         for s in range(2, stages + 1):
             with stage_timer(meta, run_dir, s, log):
@@ -197,7 +198,8 @@ def train_run(run_dir: Path | str, profile: Profile, data: str = "auto", stages:
             train_pose = refine(model, splits.train, train_pose, profile.sigma, profile.refine_input_size)
             val_pose = refine(model, val, val_pose, profile.sigma, profile.refine_input_size)
             refiners.append(model)
-    return Cascade(model1, profile.input_size, refiners, profile.refine_input_size, profile.sigma)
+    return Cascade(model1, profile.input_size, refiners, profile.refine_input_size, profile.sigma,
+                   profile.flip_test)
 
 
 @contextlib.contextmanager
@@ -267,7 +269,8 @@ def load_cascade(run_dir: Path | str, stages: int | None = None) -> Cascade:
     while stage_path(run_dir, s).exists() and (stages is None or s <= stages):
         refiners.append(load_stage(run_dir, s)[0])
         s += 1
-    return Cascade(model1, profile.input_size, refiners, profile.refine_input_size, profile.sigma)
+    return Cascade(model1, profile.input_size, refiners, profile.refine_input_size, profile.sigma,
+                   profile.flip_test)
 
 
 def stage_stats(run_dir: Path | str, stage: int) -> DisplacementStats:

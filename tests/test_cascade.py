@@ -328,3 +328,36 @@ def test_a_finished_run_predicts_and_is_not_retrained(smoke_run, monkeypatch):
     cpu_only(monkeypatch)
     again = runs.train_run(run_dir, profile, "synthetic", progress=False, log=lambda msg: None)
     np.testing.assert_array_equal(again.predict(splits.test), poses)
+
+
+class BrightestPixel(torch.nn.Module):
+    """A mirror-consistent 'network': right joints 0.1 right of the brightest pixel, left joints 0.1 left of it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.anchor = torch.nn.Parameter(torch.zeros(1), requires_grad=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b, _, h, w = x.shape
+        flat = x.sum(dim=1).view(b, -1).argmax(dim=1)
+        u = ((flat % w).float() + 0.5) / w - 0.5
+        v = ((flat // w).float() + 0.5) / h - 0.5
+        joints = torch.stack([u, v], dim=-1)[:, None, :].repeat(1, 14, 1)
+        side = torch.zeros(14)
+        side[[0, 1, 2, 6, 7, 8]], side[[3, 4, 5, 9, 10, 11]] = 0.1, -0.1
+        joints[..., 0] += side
+        return joints.reshape(b, 28)
+
+
+def test_flip_averaging_maps_the_mirrored_prediction_back():
+    from deeppose_lab.cascade import run_model, run_model_flip_averaged
+
+    crops = np.zeros((1, 32, 32, 3), dtype=np.uint8)
+    crops[0, 9, 5] = 255  # a dot left of centre, above it
+    model = BrightestPixel()
+    plain = run_model(model, crops)
+    averaged = run_model_flip_averaged(model, crops)
+    # The mirrored crop's answer, negated in x AND relabelled left/right, is the same pose again; leaving out
+    # either step moves the right joints 0.1 the wrong way.
+    np.testing.assert_allclose(averaged, plain, atol=1e-6)
+    np.testing.assert_allclose(plain[0, 0], [(5 + 0.5) / 32 - 0.5 + 0.1, (9 + 0.5) / 32 - 0.5], atol=1e-6)
