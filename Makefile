@@ -27,8 +27,18 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(VENV)/bin/deeppose-lab demo --profile $(PROFILE) --out runs/demo
 
+NBVAL := $(PY) -m pytest -q -p no:cacheprovider --nbval --nbval-sanitize-with notebooks/nbval_sanitize.cfg notebooks/
+
+# The unit tests, then every notebook under nbval in the smoke profile (its runs go to a temporary folder).
 test: $(STAMP)
 	$(PY) -m pytest -q tests
+	runs=$$(mktemp -d) && DEEPPOSE_PROFILE=smoke DEEPPOSE_RUNS=$$runs $(NBVAL); status=$$?; rm -rf $$runs; exit $$status
+
+# Re-execute the notebooks in place for the committed outputs: make notebooks PROFILE=classroom
+notebooks: $(STAMP)
+	DEEPPOSE_PROFILE=$(PROFILE) $(VENV)/bin/jupyter nbconvert --to notebook --execute --inplace \
+	  --ExecutePreprocessor.timeout=-1 --ExecutePreprocessor.store_widget_state=False \
+	  --ExecutePreprocessor.record_timing=False notebooks/0*.ipynb
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check deeppose_lab tests

@@ -1,0 +1,289 @@
+"""What the numbered notebooks share: which profile, data and run directory they use, and pictures in cells.
+
+Settings come from the environment, so the same notebooks serve a student, the test suite and the lead's
+committed run:
+
+- ``DEEPPOSE_PROFILE``: ``classroom`` by default, ``smoke`` under test (see ``profiles.py``).
+- ``DEEPPOSE_DATA``: where LSP and LSP-extended live (see ``datasets.data_root``).
+- ``DEEPPOSE_NB_DATA``: the ``--data`` the notebooks train on; default ``auto`` (LSP when present, else the
+  synthetic people), except that the ``smoke`` profile trains on the synthetic people so a check of every
+  notebook stays within minutes (notebook 01 still shows LSP when it is there).
+- ``DEEPPOSE_RUNS``: the folder of run directories, default ``runs/`` at the repository root. The notebooks
+  share ``$DEEPPOSE_RUNS/notebooks/<profile>-<data>``: notebook 04 trains stage 1 there, 05 adds the
+  refinement stages, 06 and 07 reuse them, and ``ensure_run`` trains whatever is missing (so any notebook can
+  be run on its own).
+
+Printed paths go through ``short`` so that no machine's absolute paths end up in a saved notebook.
+"""
+
+from __future__ import annotations
+
+import base64
+import functools
+import os
+import platform
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from .checkpoint import CheckpointError, load_checkpoint
+from .datasets import data_root, lsp_available, lspet_folder
+from .drawing import contact_sheet
+from .profiles import Profile, get_profile
+from .runs import Splits, load_data, stage_path, train_run
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+NOTEBOOK_RUNS = "notebooks"
+# Measured stage times of the classroom profile on LSP, 2-core CPU (see run.json of a classroom run).
+CLASSROOM_MINUTES = "about 20"
+
+
+def profile(**overrides: object) -> Profile:
+    """The profile the notebooks use: ``$DEEPPOSE_PROFILE`` (default ``classroom``), fields overridable."""
+    return get_profile(None, **overrides)
+
+
+def data_spec(p: Profile | None = None) -> str:
+    """The ``--data`` the notebooks train on (``$DEEPPOSE_NB_DATA``; see the module docstring)."""
+    env = os.environ.get("DEEPPOSE_NB_DATA")
+    if env:
+        return env
+    p = p or profile()
+    return "synthetic" if p.name == "smoke" else "auto"
+
+
+def resolved_data(spec: str) -> str:
+    """``auto`` made concrete (``lsp`` or ``synthetic``), so a run directory names the data it holds."""
+    if spec == "auto":
+        return "lsp" if lsp_available() else "synthetic"
+    return Path(spec).name if Path(spec).is_dir() else spec
+
+
+def runs_root() -> Path:
+    """``$DEEPPOSE_RUNS``, else ``runs/`` at the repository root."""
+    env = os.environ.get("DEEPPOSE_RUNS")
+    return Path(env).expanduser() if env else REPO_ROOT / "runs"
+
+
+def run_dir(p: Profile | None = None, data: str | None = None) -> Path:
+    """The run directory the notebooks share for this profile and data: ``runs/notebooks/<profile>-<data>``."""
+    p = p or profile()
+    return runs_root() / NOTEBOOK_RUNS / f"{p.name}-{resolved_data(data or data_spec(p))}"
+
+
+def short(text: object) -> str:
+    """``text`` with this machine's folders replaced by names that mean the same on every machine."""
+    out = str(text)
+    env_runs = os.environ.get("DEEPPOSE_RUNS")
+    env_data = os.environ.get("DEEPPOSE_DATA")
+    places = [(str(runs_root()), "$DEEPPOSE_RUNS" if env_runs else "runs"),
+              (str(data_root()), "$DEEPPOSE_DATA" if env_data else "data"),
+              (str(REPO_ROOT), "."), (str(Path.home()), "~")]
+    for path, name in sorted(places, key=lambda pn: -len(pn[0])):
+        if path and path != "/":
+            out = out.replace(path, name)
+    return out
+
+
+def log(message: str) -> None:
+    """The ``log`` the notebooks hand to ``train_run`` and ``evaluate_run``: printing, with short paths."""
+    print(short(message))
+
+
+def stage_complete(run: Path, stage: int) -> bool:
+    """True when ``run`` holds a finished checkpoint of ``stage``."""
+    path = stage_path(run, stage)
+    if not path.is_file():
+        return False
+    try:
+        return bool(load_checkpoint(path, stage=stage)["complete"])
+    except CheckpointError:
+        return False
+
+
+def ensure_run(stages: int | None = None, p: Profile | None = None, data: str | None = None,
+               progress: bool = True) -> Path:
+    """The shared run directory with stages 1..``stages`` trained (default: the profile's), training what is missing.
+
+    A notebook opened on its own therefore still works: it trains (and checkpoints) the stages an earlier
+    notebook would have trained, then later notebooks reuse them.
+    """
+    p = p or profile()
+    data = data or data_spec(p)
+    stages = stages or p.stages
+    run = run_dir(p, data)
+    missing = [s for s in range(1, stages + 1) if not stage_complete(run, s)]
+    if missing:
+        print(f"{short(run)}: training stage(s) {missing} first (profile {p.name}, data {data})")
+        train_run(run, p, data, stages=stages, progress=progress, log=log)
+    else:
+        which = "stage 1" if stages == 1 else f"stages 1-{stages}"
+        print(f"{short(run)}: {which} already trained, reusing {'it' if stages == 1 else 'them'}")
+    return run
+
+
+@functools.cache
+def _splits(p: Profile, data: str) -> Splits:
+    return load_data(data, p, log=lambda message: None)
+
+
+def splits(p: Profile | None = None, data: str | None = None) -> Splits:
+    """Train and test sets for the profile and data, silently (made once per kernel: images decode once)."""
+    p = p or profile()
+    return _splits(p, data or data_spec(p))
+
+
+def setup_summary() -> dict[str, str]:
+    """What the notebooks will use here: versions, profile, data, run directory, CPU threads."""
+    import torch
+
+    p = profile()
+    data = data_spec(p)
+    lspet = lspet_folder()
+    run = run_dir(p, data)
+    trained = [s for s in range(1, p.stages + 1) if stage_complete(run, s)]
+    return {
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "cpu threads": str(torch.get_num_threads()),
+        "profile": f"{p.name} ({'$DEEPPOSE_PROFILE' if os.environ.get('DEEPPOSE_PROFILE') else 'default'})",
+        "data root": short(data_root()),
+        "LSP": "found" if lsp_available() else "not found",
+        "LSP-extended": short(lspet) if lspet else "not found",
+        "training data": f"{data} → {resolved_data(data)}",
+        "run directory": short(run),
+        "stages trained": ", ".join(map(str, trained)) or "none yet",
+    }
+
+
+def print_table(rows: dict[str, object] | Sequence[tuple[object, ...]], header: Sequence[str] | None = None) -> None:
+    """A plain fixed-width table: a dict prints as ``key  value`` lines, a list of tuples as columns."""
+    lines = [tuple(map(str, r)) for r in (rows.items() if isinstance(rows, dict) else rows)]
+    if header:
+        lines = [tuple(header), *lines]
+    widths = [max(len(line[i]) for line in lines) for i in range(len(lines[0]))]
+    for k, line in enumerate(lines):
+        print("  ".join(cell.ljust(w) for cell, w in zip(line, widths, strict=True)).rstrip())
+        if header and k == 0:
+            print("  ".join("-" * w for w in widths))
+
+
+# --- pictures in cells ---------------------------------------------------------------------------------------
+
+class Picture:
+    """An RGB array that a notebook shows as an image, with a short text form free of addresses.
+
+    Photos and contact sheets are stored as JPEG (a saved notebook stays small), line figures as PNG (crisp).
+    """
+
+    def __init__(self, array: np.ndarray, label: str = "picture", fmt: str = "jpeg") -> None:
+        self.array = np.asarray(array)
+        self.label = label
+        self.fmt = fmt
+
+    def _repr_mimebundle_(self, include: object = None, exclude: object = None) -> dict[str, str]:
+        from .widgets import encode_image
+
+        data = base64.b64encode(encode_image(self.array, self.fmt)).decode("ascii")
+        return {f"image/{self.fmt}": data, "text/plain": repr(self)}
+
+    def __repr__(self) -> str:
+        return f"<{self.label}>"
+
+
+def show(images: np.ndarray | Sequence[np.ndarray], captions: Sequence[str] | None = None, columns: int = 4,
+         tile_size: int = 192, title: str | None = None) -> Picture:
+    """One picture, or several as a contact sheet (``drawing.contact_sheet``), ready to be a cell's output."""
+    if isinstance(images, np.ndarray) and images.ndim == 3 and captions is None and title is None:
+        return Picture(images)
+    tiles = [images] if isinstance(images, np.ndarray) and images.ndim == 3 else list(images)
+    sheet = contact_sheet(tiles, columns=columns, captions=captions, tile_size=tile_size, title=title)
+    return Picture(sheet, "contact sheet")
+
+
+def show_file(path: Path | str, fmt: str = "jpeg") -> Picture:
+    """An image written by the library (a report figure, a drawn pose), shown in the notebook.
+
+    ``fmt`` is how the notebook stores it: ``png`` suits line plots, ``jpeg`` photos.
+    """
+    from .images import load_image
+
+    return Picture(load_image(path), Path(path).name, fmt=fmt)
+
+
+def figure_picture(fig) -> Picture:
+    """A matplotlib ``Figure`` rendered to a ``Picture`` (no pyplot state, no backend set-up needed)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    canvas = FigureCanvasAgg(fig)
+    canvas.draw()
+    return Picture(np.asarray(canvas.buffer_rgba())[..., :3].copy(), "figure", fmt="png")
+
+
+def new_figure(width: float, height: float, rows: int = 1, cols: int = 1, **kwargs: object):
+    """A bare matplotlib ``Figure`` and its axes (pyplot is never involved, so nothing is shown twice)."""
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(width, height), dpi=90, layout="constrained")
+    return fig, fig.subplots(rows, cols, squeeze=False, **kwargs)
+
+
+def plot_history(history: Sequence[dict], title: str = "training loss") -> Picture:
+    """Training (and validation, where measured) loss per epoch from a checkpoint's ``history``."""
+    from matplotlib.ticker import MaxNLocator
+
+    fig, axes = new_figure(6.5, 3.2)
+    ax = axes[0, 0]
+    epochs = [h["epoch"] for h in history]
+    ax.plot(epochs, [h["train_loss"] for h in history], "o-", label="training (augmented, dropout on)")
+    val = [(h["epoch"], h["val_loss"]) for h in history if "val_loss" in h]
+    if val:
+        ax.plot(*zip(*val, strict=True), "s--", label="validation (no augmentation)")
+    ax.set_xlabel("epoch")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.set_ylabel(r"loss $\sum_i \Vert\psi_i - N(\mathbf{y}_i)\Vert^2$")
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend()
+    return figure_picture(fig)
+
+
+def plot_displacements(stats, sigma: float, title: str | None = None) -> Picture:
+    """Each joint's fitted normal of stage s−1's errors (units of σ·diam): mean (dot), 1- and 2-sd ellipses."""
+    from matplotlib.patches import Ellipse
+
+    from .drawing import joint_colors
+    from .skeleton import JOINT_NAMES
+
+    fig, axes = new_figure(11, 3.6, 2, 7, sharex=True, sharey=True)
+    colours = [tuple(c / 255 for c in rgb) for rgb in joint_colors()]
+    reach = max(0.25, float(np.max(np.abs(stats.mean) + 2.2 * np.sqrt(np.diagonal(stats.cov, axis1=1, axis2=2)))))
+    for j, ax in enumerate(axes.ravel()):
+        values, vectors = np.linalg.eigh(stats.cov[j])
+        angle = float(np.degrees(np.arctan2(vectors[1, -1], vectors[0, -1])))
+        for k in (1, 2):
+            w, h = 2 * k * np.sqrt(np.maximum(values[::-1], 0))
+            ax.add_patch(Ellipse(stats.mean[j], w, h, angle=angle, fill=False, color=colours[j], alpha=1.2 - 0.4 * k))
+        ax.plot(*stats.mean[j], "o", color=colours[j])
+        ax.axhline(0, color="grey", lw=0.5)
+        ax.axvline(0, color="grey", lw=0.5)
+        ax.set_title(f"{JOINT_NAMES[j]} (n={int(stats.count[j])})", fontsize=8)
+        ax.set_xlim(-reach, reach)
+        ax.set_ylim(reach, -reach)  # y down, as in the image
+        ax.set_aspect("equal")
+        ax.tick_params(labelsize=7)
+    fig.suptitle(title or r"$(\mathbf{y}_i^{s-1} - \mathbf{y}_i) / (\sigma\,\mathrm{diam})$, "
+                 f"σ = {sigma:g}: mean and 1 and 2 sd ellipses per joint (training images)", fontsize=10)
+    return figure_picture(fig)
+
+
+def recorded_times(run: Path) -> dict[str, str]:
+    """Training seconds per stage as recorded in a run's ``run.json`` (empty when there is no run yet)."""
+    import json
+
+    path = Path(run) / "run.json"
+    if not path.is_file():
+        return {}
+    stages = json.loads(path.read_text()).get("stages", {})
+    return {f"stage {s}": f"{v['seconds'] / 60:.1f} min" for s, v in sorted(stages.items())}
