@@ -22,8 +22,8 @@ def atomic_open(path: Path | str) -> Iterator[BinaryIO]:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
-        os.fchmod(fd, 0o666 & ~current_umask())  # mkstemp makes 0600; give the file the usual permissions
-        with os.fdopen(fd, "wb") as fh:
+        with os.fdopen(fd, "wb") as fh:  # owns fd from here on: closed on every path, even if fchmod fails
+            os.fchmod(fh.fileno(), 0o666 & ~current_umask())  # mkstemp makes 0600; give the usual permissions
             yield fh
             fh.flush()
             os.fsync(fh.fileno())

@@ -169,6 +169,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if distributed and not is_main():
         args.quiet = True
     try:
+        if getattr(args, "stages", None) is not None and args.stages < 1:
+            raise ValueError(f"--stages must be at least 1, got {args.stages}")
         args.func(args)
     except (*USER_ERRORS, RunError, DownloadError, TrainingDiverged) as exc:
         print(f"deeppose-lab {args.command}: error: {exc}", file=sys.stderr)

@@ -9,8 +9,11 @@ file's own units.
 from __future__ import annotations
 
 import csv
+import io
 import json
 import os
+import struct
+import zlib
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
@@ -139,16 +142,24 @@ def read_joints_mat(path: Path, layout: str) -> tuple[np.ndarray, np.ndarray]:
     """
     if not path.is_file():
         raise DataError(path, "annotation file not found")
+    data = path.read_bytes()  # read once: what is checked below is exactly what scipy parses
+    check_mat_joints(path, data)
     try:
-        mat = scipy.io.loadmat(path)
+        mat = scipy.io.loadmat(io.BytesIO(data), variable_names=["joints"])
     except Exception as exc:  # scipy raises several unrelated types for a bad file
         raise DataError(path, f"not a readable MATLAB file ({exc})") from None
     if "joints" not in mat:
-        keys = sorted(k for k in mat if not k.startswith("__"))
+        try:
+            keys = sorted(name for name, _, _ in scipy.io.whosmat(io.BytesIO(data)))  # headers only
+        except Exception:  # noqa: BLE001 - only for the message
+            keys = []
         raise DataError(path, f"no variable 'joints' (found {keys})")
     arr = mat["joints"]
-    if not isinstance(arr, np.ndarray) or not np.issubdtype(arr.dtype, np.number):
-        raise DataError(path, f"'joints' must be a numeric array, got {getattr(arr, 'dtype', type(arr))}")
+    if not isinstance(arr, np.ndarray):  # e.g. a sparse matrix
+        raise DataError(path, f"'joints' must be a dense numeric array, got {type(arr).__name__}")
+    if not (np.issubdtype(arr.dtype, np.integer) or np.issubdtype(arr.dtype, np.floating)):
+        # complex is "numeric" to numpy, but casting it to float would silently drop the imaginary part
+        raise DataError(path, f"'joints' must be a real numeric array, got {arr.dtype}")
     if layout == "3x14xN":
         if arr.ndim != 3 or arr.shape[:2] != (3, NUM_JOINTS):
             raise DataError(path, f"'joints' must have shape (3, 14, N) for LSP, got {arr.shape}")
@@ -159,12 +170,106 @@ def read_joints_mat(path: Path, layout: str) -> tuple[np.ndarray, np.ndarray]:
         coords, flags = arr[:, :2].transpose(2, 0, 1), arr[:, 2].T
     else:
         raise ValueError(f"unknown layout {layout!r}")
+    if len(coords) == 0:
+        raise DataError(path, f"'joints' holds no poses (shape {arr.shape})")
     coords = np.asarray(coords, dtype=np.float64)
     bad = ~np.isfinite(coords).all(axis=(1, 2))
     if bad.any():
         first = int(np.argmax(bad))
         raise DataError(path, f"{int(bad.sum())} poses have NaN or infinite coordinates (first: sample {first + 1})")
     return coords, np.asarray(flags, dtype=np.float64)
+
+
+# scipy's MAT-5 reader (1.17 and earlier) looks up the type code of numeric and char data in a C table without
+# a range check, so one corrupt byte in joints.mat can crash the interpreter (SIGSEGV / SIGBUS) instead of
+# raising (found by tests/test_fuzz.py; upstream: scipy PRs 25349 and 25829). ``check_mat_joints`` walks the
+# element tags the way scipy will and refuses such a file first; only the 'joints' variable is then read, and
+# only if it is a plain numeric matrix, so no other variable's body is ever parsed.
+MI_NUMERIC = frozenset({1, 2, 3, 4, 5, 6, 7, 9, 12, 13})  # miINT8 … miUINT64, miSINGLE, miDOUBLE
+MX_NUMERIC = frozenset(range(6, 16))  # mxDOUBLE_CLASS … mxUINT64_CLASS
+MX_NAMES = {1: "cell", 2: "struct", 3: "object", 4: "char", 5: "sparse", 16: "function", 17: "opaque"}
+MI_MATRIX, MI_COMPRESSED, MX_OPAQUE = 14, 15, 17
+MAX_CHECKED_BYTES = 1 << 26  # how far a compressed variable is inflated to find its header (64 MiB)
+
+
+class _Short(Exception):
+    """The bytes end before the element being checked (scipy will fail on them too, with a Python error)."""
+
+
+def _tag(buf: bytes, pos: int, endian: str) -> tuple[int, int, int, int]:
+    """(type code, byte count, data start, position after) of the data element at ``pos``, as scipy reads it."""
+    if pos + 8 > len(buf):
+        raise _Short
+    first, second = struct.unpack_from(endian + "II", buf, pos)
+    if first >> 16:  # "small data element": type and size in the first four bytes, the data in the next four
+        return first & 0xFFFF, first >> 16, pos + 4, pos + 8
+    return first, second, pos + 8, pos + 8 + second + (-second % 8)  # data padded to 8 bytes
+
+
+def _check_matrix(path: Path, buf: bytes, pos: int, endian: str) -> None:
+    """Refuse a variable named 'joints' at ``pos`` that is not a real numeric matrix with valid type codes."""
+    if pos + 32 > len(buf):
+        raise _Short
+    if struct.unpack_from(endian + "I", buf, pos)[0] != MI_MATRIX:
+        return  # scipy raises "Expecting miMATRIX" itself
+    flags = struct.unpack_from(endian + "I", buf, pos + 16)[0]  # skip the tag and the flags element's tag
+    mclass, complex_flag = flags & 0xFF, flags >> 11 & 1
+    p = pos + 24
+    if mclass != MX_OPAQUE:
+        p = _tag(buf, p, endian)[3]  # skip the dimensions
+    _, count, start, after = _tag(buf, p, endian)  # the name
+    if buf[start:start + count] != b"joints":
+        return  # another variable: scipy skips its body
+    if mclass not in MX_NUMERIC:
+        raise DataError(path, f"'joints' must be a real numeric array, got a MATLAB {MX_NAMES.get(mclass, mclass)} "
+                              "array")
+    if complex_flag:
+        raise DataError(path, "'joints' must be a real numeric array, got complex values")
+    code = _tag(buf, after, endian)[0]
+    if code not in MI_NUMERIC:
+        raise DataError(path, f"not a readable MATLAB file ('joints' has the invalid data type code {code})")
+
+
+def _inflate(compressed: bytes, size: int) -> bytes:
+    """Up to ``size`` bytes of a zlib stream; whatever came out before a corrupt spot."""
+    d, out = zlib.decompressobj(), b""
+    try:
+        for i in range(0, len(compressed), 1 << 16):
+            out += d.decompress(compressed[i:i + (1 << 16)], size - len(out))
+            if len(out) >= size or d.unconsumed_tail:
+                break
+    except zlib.error:
+        pass
+    return out
+
+
+def check_mat_joints(path: Path, data: bytes) -> None:
+    """Walk a MAT-5 file's variables and refuse a corrupt or non-numeric 'joints' before scipy parses it."""
+    if len(data) < 128 or 0 in data[:4] or data[124 + int(data[126] == ord("I"))] != 1:
+        return  # MATLAB 4 (pure Python in scipy), 7.3 (refused by scipy) or not a MAT file at all
+    endian = "<" if data[126:128] == b"IM" else ">"
+    pos = 128
+    while pos + 8 <= len(data):
+        code, count = struct.unpack_from(endian + "II", data, pos)
+        if count == 0:
+            return
+        try:
+            if code != MI_COMPRESSED:
+                _check_matrix(path, data, pos, endian)
+            else:
+                size = 4096
+                while True:
+                    inner = _inflate(data[pos + 8:pos + 8 + count], size)
+                    try:
+                        _check_matrix(path, inner, 0, endian)
+                        break
+                    except _Short:
+                        if len(inner) < size or size >= MAX_CHECKED_BYTES:
+                            raise
+                        size *= 8
+        except _Short:
+            return  # scipy stops with an error at the same spot
+        pos += 8 + count
 
 
 def check_images_exist(paths: Sequence[Path], skip_missing: bool, what: str) -> list[int]:
@@ -239,7 +344,10 @@ def parse_own_annotations(path: Path) -> list[tuple[str, np.ndarray, np.ndarray]
                 raise DataError(path, "expected a JSON object with a list 'samples'")
             for k, s in enumerate(doc["samples"]):
                 joints = np.asarray(s["joints"], dtype=np.float64)
-                visible = np.asarray(s.get("visible", [True] * NUM_JOINTS), dtype=bool)
+                visible = np.asarray(s.get("visible", [True] * NUM_JOINTS))
+                if visible.dtype.kind not in "biuf":  # np.asarray(["false"], bool) would silently be True
+                    raise DataError(path, f"sample {k + 1}: 'visible' must be true/false or 1/0 flags")
+                visible = visible != 0
                 entries.append((str(s["image"]), joints, visible))
                 check_entry_shapes(path, k, joints, visible)
         else:
@@ -250,7 +358,7 @@ def parse_own_annotations(path: Path) -> list[tuple[str, np.ndarray, np.ndarray]
                     entries.append((row["image"], joints, visible))
     except DataError:
         raise
-    except (KeyError, TypeError, ValueError) as exc:
+    except (KeyError, TypeError, ValueError, csv.Error, RecursionError) as exc:  # RecursionError: absurdly nested JSON
         raise DataError(path, f"malformed annotation entry {len(entries) + 1}: {exc!r}") from None
     return entries
 
@@ -279,13 +387,8 @@ def load_folder(folder: Path, skip_bad: bool = False) -> ImageFiles:
         problem = None
         if not np.isfinite(joints).all():
             problem = f"{name}: NaN or infinite coordinates"
-        elif not (folder / name).is_file():
-            problem = f"{name}: image file not found"
         else:
-            try:  # header only: an empty or non-image file is unusable too, and is better found now than mid-epoch
-                image_size(folder / name)
-            except DataError as exc:
-                problem = f"{name}: {exc.problem}"
+            problem = image_problem(folder, name)
         if problem is None:
             kept.append((name, joints, visible))
         elif skip_bad:
@@ -300,6 +403,22 @@ def load_folder(folder: Path, skip_bad: bool = False) -> ImageFiles:
     joints = np.stack([j for _, j, _ in kept]) + ZERO_BASED_OFFSET
     visible = np.stack([v for _, _, v in kept])
     return ImageFiles(folder.name, paths, joints, visible, ZERO_BASED_OFFSET)
+
+
+def image_problem(folder: Path, name: str) -> str | None:
+    """Why ``folder / name`` cannot serve as a sample's image, or None when it can."""
+    if Path(name).is_absolute() or ".." in Path(name).parts:
+        return f"{name}: image path must be relative and stay inside {folder}"
+    try:
+        if not (folder / name).is_file():
+            return f"{name}: image file not found"
+    except OSError as exc:  # e.g. a name longer than the file system allows
+        return f"{name}: unusable image path ({exc.strerror or exc})"
+    try:  # header only: an empty or non-image file is unusable too, and is better found now than mid-epoch
+        image_size(folder / name)
+    except DataError as exc:
+        return f"{name}: {exc.problem}"
+    return None
 
 
 def lsp_available(root: Path | None = None) -> bool:

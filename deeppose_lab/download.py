@@ -242,16 +242,26 @@ def _write_file(src: BinaryIO, path: Path) -> None:
         shutil.copyfileobj(src, out, _CHUNK)
 
 
+def _check_unique(files: set[tuple[str, ...]], parts: tuple[str, ...], name: str) -> None:
+    """Record a file member; a second one with the same path is refused (which copy would win is up to the tool)."""
+    if parts in files:
+        raise DownloadError(f"archive member {name!r} appears twice; refusing to extract")
+    files.add(parts)
+
+
 def _extract_zip(archive: Path, dest: Path) -> None:
     """Validate every zip member first, then write: a bad member means nothing at all is written."""
     with zipfile.ZipFile(archive) as zf:
         plan: list[tuple[zipfile.ZipInfo, tuple[str, ...]]] = []
+        files: set[tuple[str, ...]] = set()
         for info in zf.infolist():
             parts = _safe_parts(info.filename)
             mode = info.external_attr >> 16
             if mode and stat.S_IFMT(mode) and not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):
                 kind = "symlink" if stat.S_ISLNK(mode) else "special file"
                 raise DownloadError(f"archive member {info.filename!r} is a {kind}; refusing to extract")
+            if parts and not info.is_dir():
+                _check_unique(files, parts, info.filename)
             if parts:
                 plan.append((info, parts))
         for info, parts in plan:
@@ -290,7 +300,7 @@ def _extract_tar(archive: Path, dest: Path) -> None:
             if not parts:
                 continue
             if m.isreg() or m.islnk():
-                files.add(parts)
+                _check_unique(files, parts, m.name)
             plan.append((m, parts))
         for m, parts in plan:
             path = _inside(dest, parts)

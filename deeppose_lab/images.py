@@ -6,6 +6,7 @@ surfacing a Pillow traceback.
 
 from __future__ import annotations
 
+import struct
 import warnings
 from pathlib import Path
 
@@ -67,7 +68,7 @@ def load_image(path: Path | str, apply_exif: bool = True) -> np.ndarray:
         raise DataError(path, "not a readable image (unknown or corrupt format)") from None
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
         raise DataError(path, f"image too large to decode safely ({exc})") from None
-    except (OSError, SyntaxError, ValueError) as exc:
+    except (OSError, SyntaxError, ValueError, EOFError, struct.error) as exc:  # Pillow's ways of saying "corrupt"
         raise DataError(path, f"image is truncated or corrupt ({exc})") from None
     if arr.shape[0] < 1 or arr.shape[1] < 1:
         raise DataError(path, "image has no pixels")
@@ -85,6 +86,7 @@ def image_size(path: Path | str) -> tuple[int, int]:
         raise DataError(path, "image file not found") from None
     except Image.DecompressionBombError as exc:  # not an OSError: it escaped as a raw Pillow error
         raise DataError(path, f"image too large to decode safely ({exc})") from None
-    except (UnidentifiedImageError, OSError) as exc:
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, EOFError, struct.error) as exc:
+        # a corrupt PNG chunk is a SyntaxError, a short IHDR a ValueError (found by tests/test_fuzz.py)
         raise DataError(path, f"not a readable image ({exc})") from None
     return (w, h) if orientation in (5, 6, 7, 8) else (h, w)

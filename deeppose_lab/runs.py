@@ -141,9 +141,17 @@ def read_run(run_dir: Path) -> dict[str, Any]:
     if not path.is_file():
         raise RunError(f"{run_dir}: not a run directory (no run.json); train one with `deeppose-lab train --out`")
     try:
-        return json.loads(path.read_text())
-    except json.JSONDecodeError as exc:
+        meta = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise RunError(f"{path}: unreadable run file ({exc})") from None
+    if not isinstance(meta, dict) or not isinstance(meta.get("profile"), dict) or not isinstance(meta.get("data"), str):
+        raise RunError(f"{path}: not a run description (expected an object with 'profile' and 'data')")
+    try:
+        Profile.from_dict(meta["profile"])
+    except ValueError as exc:
+        raise RunError(f"{path}: {exc}") from None
+    meta.setdefault("stages", {})
+    return meta
 
 
 def start_run(run_dir: Path, profile: Profile, data: str) -> dict[str, Any]:
@@ -244,17 +252,21 @@ def train_refiner(run_dir: Path, profile: Profile, stage: int, train: PoseDatase
     return model
 
 
-def load_stage(run_dir: Path, stage: int) -> tuple[DeepPoseNet, dict[str, Any]]:
-    """A finished stage's model (eval mode) and its checkpoint."""
+def load_stage(run_dir: Path, stage: int, input_size: int | None = None) -> tuple[DeepPoseNet, dict[str, Any]]:
+    """A finished stage's model (eval mode) and its checkpoint; ``input_size`` is what the run expects."""
     path = stage_path(run_dir, stage)
     ckpt = load_checkpoint(path, stage=stage)
     if not ckpt["complete"]:
         raise CheckpointError(path, f"stage {stage} is unfinished (epoch {ckpt['epoch'] + 1}); "
                                     "run `deeppose-lab train` again with the same --out to finish it")
+    config = ckpt["model_config"]
+    if input_size is not None and isinstance(config, dict) and config.get("input_size") != input_size:
+        raise CheckpointError(path, f"holds a network for input_size {config.get('input_size')} px, but this run's "
+                                    f"profile crops stage {stage} at {input_size} px; the file is from another run")
     try:
-        model = DeepPoseNet.from_config(ckpt["model_config"])
+        model = DeepPoseNet.from_config(config)
         model.load_state_dict(ckpt["model"])
-    except (TypeError, RuntimeError) as exc:
+    except (TypeError, ValueError, RuntimeError) as exc:
         raise CheckpointError(path, f"weights do not fit the recorded model ({str(exc).splitlines()[0]})") from None
     return model.eval(), ckpt
 
@@ -263,11 +275,11 @@ def load_cascade(run_dir: Path | str, stages: int | None = None) -> Cascade:
     """Every finished stage in ``run_dir`` (or the first ``stages``), ready to predict."""
     run_dir = Path(run_dir)
     profile = Profile.from_dict(read_run(run_dir)["profile"])
-    model1, _ = load_stage(run_dir, 1)
+    model1, _ = load_stage(run_dir, 1, profile.input_size)
     refiners = []
     s = 2
     while stage_path(run_dir, s).exists() and (stages is None or s <= stages):
-        refiners.append(load_stage(run_dir, s)[0])
+        refiners.append(load_stage(run_dir, s, profile.refine_input_size)[0])
         s += 1
     return Cascade(model1, profile.input_size, refiners, profile.refine_input_size, profile.sigma,
                    profile.flip_test)
