@@ -23,7 +23,11 @@ from .datasets import PoseDataset
 from .geometry import Augmentation, box_to_crop, cascade_boxes, crop_sample, make_box, uncrop_joints, warp_image
 from .skeleton import NUM_JOINTS, flip_permutation, torso_diameter
 
-MIN_DIAM = 1.0  # pixels: a collapsed predicted torso still gets a usable box
+MIN_DIAM = 1.0  # pixels: the last-resort floor of diam(y)
+# diam(y^(s-1)) is floored at this fraction of the stage-1 box side: a stage-1 pose that collapsed towards
+# the centre (a quarter of them on LSP with the classroom network) would otherwise get boxes a few pixels
+# wide that show nothing, and its displacements, divided by that tiny diam, would swamp the statistics.
+DIAM_FLOOR_FRACTION = 0.2
 
 
 @dataclass(frozen=True)
@@ -43,23 +47,33 @@ class DisplacementStats:
         return DisplacementStats(d["mean"].numpy(), d["cov"].numpy(), d["count"].numpy())
 
 
-def box_side(pose: np.ndarray, sigma: float) -> np.ndarray:
-    """σ·diam(y) per pose, for (..., 14, 2) poses; diam floored at ``MIN_DIAM`` pixels."""
-    return sigma * np.maximum(torso_diameter(pose), MIN_DIAM)
+def box_side(pose: np.ndarray, sigma: float, min_diam: np.ndarray | float = MIN_DIAM) -> np.ndarray:
+    """σ·diam(y) per pose, for (..., 14, 2) poses; diam floored at ``min_diam`` pixels (per pose or one value)."""
+    return sigma * np.maximum(torso_diameter(pose), np.maximum(min_diam, MIN_DIAM))
 
 
-def displacement_stats(pred: np.ndarray, true: np.ndarray, visible: np.ndarray, sigma: float) -> DisplacementStats:
-    """Fit the per-joint normal of stage s−1's errors on the TRAINING set (visible joints only).
+def diam_floors(dataset: PoseDataset, boxes: np.ndarray | None = None) -> np.ndarray:
+    """(N,) floor of diam per image: ``DIAM_FLOOR_FRACTION`` of its stage-1 box side (no labels used)."""
+    sides = [inference_box(dataset[n], None if boxes is None else boxes[n])[2] for n in range(len(dataset))]
+    return DIAM_FLOOR_FRACTION * np.asarray(sides, dtype=np.float64)
 
-    Hidden LSP-extended joints can carry arbitrary coordinates, so they are left out of the fit; a joint
-    with fewer than two usable examples falls back to a zero-mean normal of a tenth of the box.
+
+def displacement_stats(pred: np.ndarray, true: np.ndarray, visible: np.ndarray, sigma: float,
+                       min_diam: np.ndarray | float = MIN_DIAM) -> DisplacementStats:
+    """Fit the per-joint normal of stage s−1's errors on the TRAINING set, in units of σ·diam(y^(s−1)).
+
+    Only visible joints that lie inside their σ·diam box count (|displacement| ≤ 0.5 in each axis): hidden
+    LSP-extended joints carry arbitrary coordinates, and a joint outside its box is invisible in the crop,
+    so stage s cannot learn to move it; a few such failures would otherwise dominate the covariance. A
+    joint with fewer than two usable examples falls back to a zero-mean normal of a tenth of the box.
     """
-    units = (pred - true) / box_side(pred, sigma)[:, None, None]
+    units = (pred - true) / box_side(pred, sigma, min_diam)[:, None, None]
+    usable = visible & (np.abs(units) <= 0.5).all(axis=-1)
     mean = np.zeros((NUM_JOINTS, 2))
     cov = np.tile(np.eye(2) * 0.01, (NUM_JOINTS, 1, 1))
-    count = visible.sum(axis=0).astype(np.int64)
+    count = usable.sum(axis=0).astype(np.int64)
     for j in range(NUM_JOINTS):
-        d = units[visible[:, j], j]
+        d = units[usable[:, j], j]
         if len(d) >= 2:
             mean[j] = d.mean(axis=0)
             cov[j] = np.cov(d, rowvar=False) + np.eye(2) * 1e-6
@@ -74,17 +88,19 @@ class RefineCrops:
     """
 
     def __init__(self, dataset: PoseDataset, previous: np.ndarray, stats: DisplacementStats, sigma: float, size: int,
-                 boxes_per_joint: int, augment: Augmentation, mask_hidden: bool = True, simulate: bool = True) -> None:
+                 boxes_per_joint: int, augment: Augmentation, mask_hidden: bool = True, simulate: bool = True,
+                 min_diam: np.ndarray | None = None) -> None:
         self.dataset, self.previous, self.stats = dataset, np.asarray(previous, dtype=np.float64), stats
         self.sigma, self.size, self.boxes_per_joint = sigma, size, boxes_per_joint
         self.augment, self.mask_hidden, self.simulate = augment, mask_hidden, simulate
         self.chol = np.linalg.cholesky(stats.cov)
+        self.min_diam = np.full(len(dataset), MIN_DIAM) if min_diam is None else np.asarray(min_diam, np.float64)
 
     def __len__(self) -> int:
         return len(self.dataset) * NUM_JOINTS * self.boxes_per_joint
 
     def box(self, n: int, joint: int, rng: np.random.Generator | None) -> np.ndarray:
-        side = float(box_side(self.previous[n], self.sigma))
+        side = float(box_side(self.previous[n], self.sigma, self.min_diam[n]))
         if not self.simulate:
             centre = self.previous[n, joint]
         else:
@@ -151,15 +167,16 @@ def predict_stage1(model: nn.Module, dataset: PoseDataset, size: int, boxes: np.
 
 
 def refine(model: nn.Module, dataset: PoseDataset, previous: np.ndarray, sigma: float, size: int,
-           images_per_batch: int = 8) -> np.ndarray:
+           min_diam: np.ndarray | None = None, images_per_batch: int = 8) -> np.ndarray:
     """One cascade stage: every joint's crop of an image in one batch; joint i moves by output i, in IMAGE px."""
     out = np.empty_like(previous, dtype=np.float64)
+    floors = np.full(len(dataset), MIN_DIAM) if min_diam is None else np.maximum(min_diam, MIN_DIAM)
     for start in range(0, len(dataset), images_per_batch):
         idx = range(start, min(start + images_per_batch, len(dataset)))
         mats, crops = [], []
         for n in idx:
             image = dataset[n].image
-            for box in cascade_boxes(previous[n], sigma, MIN_DIAM):
+            for box in cascade_boxes(previous[n], sigma, float(floors[n])):
                 mats.append(box_to_crop(box, size))
                 crops.append(warp_image(image, mats[-1], size))
         pred = run_model(model, np.stack(crops), len(crops)).reshape(len(idx), NUM_JOINTS, NUM_JOINTS, 2)
@@ -187,6 +204,7 @@ class Cascade:
     def predict(self, dataset: PoseDataset, boxes: np.ndarray | None = None, stages: int | None = None) -> np.ndarray:
         """(S, N, 14, 2) poses in image pixels after each stage: the whole trajectory, for reports and widgets."""
         poses = [predict_stage1(self.stage1, dataset, self.stage1_size, boxes, flip_test=self.flip_test)]
+        floors = diam_floors(dataset, boxes)
         for refiner in self.refiners[: (stages or self.stages) - 1]:
-            poses.append(refine(refiner, dataset, poses[-1], self.sigma, self.refine_size))
+            poses.append(refine(refiner, dataset, poses[-1], self.sigma, self.refine_size, floors))
         return np.stack(poses)

@@ -2,7 +2,17 @@
 
 - ``smoke``: runs every code path in seconds (CI, ``pytest --nbval``); numbers mean nothing.
 - ``classroom``: trains every stage on LSP on a 2-core CPU in minutes (narrow net, small input).
-- ``paper``: the paper's recipe (220 px, full AlexNet, AdaGrad, σ = 2, 3 stages, 40 boxes); GPU days.
+- ``paper``: the paper's recipe (220 px, full AlexNet with LRN, AdaGrad at 0.0005, σ = 2, 3 stages,
+  40 boxes per joint); GPU days.
+
+What ``classroom`` changes from the paper, and why (measured on LSP, see the README):
+
+- 112 px input and half the channels: a training step 13× cheaper than the paper's network.
+- no LRN: PyTorch's LRN made the narrow network's CPU step about 3× slower, for no measurable gain.
+- AdamW (lr 5e-4, weight decay 0.05) with a one-epoch warm-up and a cosine decay: AdaGrad from scratch on
+  1 400 images stayed at the mean pose for many epochs; Adam at 1e-3 without warm-up blew up in epoch 1.
+- stronger augmentation (rotation ±30°, scale ±20 %, shift ±8 %): with 1 400 training images the
+  network otherwise overfits; flip averaging at test time (``flip_test``) for stage 1.
 
 Loss masking: ``mask_hidden`` drops hidden joints from the loss. LSP labels its occluded joints with
 plausible positions, but LSP-extended's unannotated joints can lie anywhere, so every profile masks them.
@@ -25,31 +35,31 @@ class Profile:
     input_size: int = 112
     width: float = 0.5
     dropout: float = 0.5
-    lrn: bool = True
+    lrn: bool = False
     train_box: str = "image"  # "image": the test-time box (whole image, squared); "person": joints' extremes
     box_margin: float = 0.15
-    augment: Augmentation = field(default_factory=lambda: Augmentation(shift=0.05, scale=0.1, rotate=15.0,
+    augment: Augmentation = field(default_factory=lambda: Augmentation(shift=0.08, scale=0.2, rotate=30.0,
                                                                         flip=True, colour=0.2))
     mask_hidden: bool = True
-    flip_test: bool = False  # average stage 1 with its mirrored crop at test time (not in the paper)
+    flip_test: bool = True  # average stage 1 with its mirrored crop at test time (not in the paper)
     # optimisation
-    optimizer: str = "adam"  # "adagrad" (the paper's), "sgd" (momentum 0.9) or "adam"
-    lr: float = 1e-3
-    weight_decay: float = 1e-4
+    optimizer: str = "adam"  # "adagrad" (the paper's), "sgd" (momentum 0.9) or "adam" (AdamW)
+    lr: float = 5e-4
+    weight_decay: float = 0.05
     schedule: str = "cosine"  # "cosine", "step" (×0.1 at 2/3) or "constant"
     batch_size: int = 64
-    epochs: int = 40
+    epochs: int = 80
     val_every: int = 5  # epochs between validation passes (0: never)
     val_images: int = 200
     seed: int = 0
     # cascade
     stages: int = 3
     sigma: float = 2.0
-    boxes_per_joint: int = 2  # simulated boxes per joint per image per epoch (paper: 40 in all)
+    boxes_per_joint: int = 1  # simulated boxes per joint per image per epoch (paper: 40 in all)
     refine_input_size: int = 64
     refine_width: float = 0.5
-    refine_epochs: int = 6
-    refine_lr: float = 1e-3
+    refine_epochs: int = 3
+    refine_lr: float = 3e-4
     # data
     synthetic_train: int = 2000
     synthetic_test: int = 500
@@ -104,13 +114,15 @@ def has_type(value: object, expected: type) -> bool:
 
 PROFILES: dict[str, Profile] = {
     "smoke": Profile(
-        name="smoke", input_size=64, width=0.125, dropout=0.0, batch_size=16, epochs=2, val_every=1, val_images=16,
+        name="smoke", input_size=64, width=0.125, dropout=0.0, flip_test=False, batch_size=16, epochs=2, val_every=1,
+        val_images=16,
         stages=2, boxes_per_joint=1, refine_input_size=48, refine_width=0.125, refine_epochs=1,
         synthetic_train=64, synthetic_test=16,
     ),
     "classroom": Profile(),
     "paper": Profile(
-        name="paper", input_size=220, width=1.0, dropout=0.6, train_box="image", optimizer="adagrad", lr=5e-4,
+        name="paper", input_size=220, width=1.0, dropout=0.6, lrn=True, train_box="image", flip_test=False,
+        augment=Augmentation(shift=0.05, scale=0.1, rotate=0.0, flip=True, colour=0.1), optimizer="adagrad", lr=5e-4,
         weight_decay=0.0, schedule="constant", batch_size=128, epochs=100, stages=3, sigma=2.0,
         boxes_per_joint=40, refine_input_size=220, refine_width=1.0, refine_epochs=20, refine_lr=5e-4,
         synthetic_train=10000, synthetic_test=1000,

@@ -27,7 +27,7 @@ import numpy as np
 import torch
 
 from .atomic import write_text
-from .cascade import Cascade, DisplacementStats, RefineCrops, displacement_stats, predict_stage1, refine
+from .cascade import Cascade, DisplacementStats, RefineCrops, diam_floors, displacement_stats, predict_stage1, refine
 from .checkpoint import CheckpointError, load_checkpoint
 from .crops import PersonCrops, inference_box
 from .datasets import Concat, PoseDataset, data_root, load_folder, load_lsp, load_lspet, lsp_available, lspet_folder
@@ -199,12 +199,14 @@ def train_run(run_dir: Path | str, profile: Profile, data: str = "auto", stages:
         # Stage 2 learns from stage 1's errors as they will be at test time, flip averaging included.
         train_pose = predict_stage1(model1, splits.train, profile.input_size, flip_test=profile.flip_test)
         val_pose = predict_stage1(model1, val, profile.input_size, flip_test=profile.flip_test)
+        train_floor, val_floor = diam_floors(splits.train), diam_floors(val)
         refiners = []
         for s in range(2, stages + 1):
             with stage_timer(meta, run_dir, s, log):
-                model = train_refiner(run_dir, profile, s, splits.train, train_pose, val, val_pose, progress)
-            train_pose = refine(model, splits.train, train_pose, profile.sigma, profile.refine_input_size)
-            val_pose = refine(model, val, val_pose, profile.sigma, profile.refine_input_size)
+                model = train_refiner(run_dir, profile, s, splits.train, train_pose, train_floor, val, val_pose,
+                                      val_floor, progress)
+            train_pose = refine(model, splits.train, train_pose, profile.sigma, profile.refine_input_size, train_floor)
+            val_pose = refine(model, val, val_pose, profile.sigma, profile.refine_input_size, val_floor)
             refiners.append(model)
     return Cascade(model1, profile.input_size, refiners, profile.refine_input_size, profile.sigma,
                    profile.flip_test)
@@ -239,14 +241,16 @@ def refine_augmentation(profile: Profile) -> Augmentation:
 
 
 def train_refiner(run_dir: Path, profile: Profile, stage: int, train: PoseDataset, train_pose: np.ndarray,
-                  val: PoseDataset, val_pose: np.ndarray, progress: bool) -> DeepPoseNet:
-    stats = displacement_stats(train_pose, train.joints, train.visible, profile.sigma)
+                  train_floor: np.ndarray, val: PoseDataset, val_pose: np.ndarray, val_floor: np.ndarray,
+                  progress: bool) -> DeepPoseNet:
+    """Stage s on stage s−1's training-set poses (``train_pose``); ``*_floor`` are the per-image diam floors."""
+    stats = displacement_stats(train_pose, train.joints, train.visible, profile.sigma, train_floor)
     torch.manual_seed(profile.seed + stage)
     model = build_stage_model(profile, stage)
     crops = RefineCrops(train, train_pose, stats, profile.sigma, profile.refine_input_size, profile.boxes_per_joint,
-                        refine_augmentation(profile), profile.mask_hidden)
+                        refine_augmentation(profile), profile.mask_hidden, min_diam=train_floor)
     val_crops = RefineCrops(val, val_pose, stats, profile.sigma, profile.refine_input_size, 1, Augmentation.none(),
-                            profile.mask_hidden, simulate=False)
+                            profile.mask_hidden, simulate=False, min_diam=val_floor)
     fit(model, crops, val_crops, settings(profile, stage), stage_path(run_dir, stage), stage,
         extra={"displacement": stats.to_payload(), "sigma": profile.sigma}, progress=progress)
     return model

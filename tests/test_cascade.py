@@ -18,6 +18,7 @@ from deeppose_lab.cascade import (
     Cascade,
     DisplacementStats,
     RefineCrops,
+    diam_floors,
     displacement_stats,
     predict_stage1,
     refine,
@@ -101,7 +102,8 @@ def test_a_fixed_normalised_output_moves_every_joint_by_that_times_sigma_diam_pi
     diam = torso_diameter(previous)
     assert len(set(np.round(diam, 3))) == len(images) and not np.allclose(sigma * diam, SIZE)
     offset = np.array([0.1, -0.2])
-    out = refine(FixedNet(np.tile(offset, (14, 1))), ArrayPoses(images, previous), previous, sigma, SIZE, 2)
+    out = refine(FixedNet(np.tile(offset, (14, 1))), ArrayPoses(images, previous), previous, sigma, SIZE,
+                 images_per_batch=2)
     expected = previous + offset * (sigma * diam)[:, None, None]
     np.testing.assert_allclose(out, expected, atol=1e-4)
 
@@ -258,12 +260,16 @@ def test_displacement_stats_are_in_sigma_diam_units_of_the_previous_pose():
     true[:5, 3] = -1e6  # hidden LSP-extended joints can hold anything; they must not enter the fit
     visible[:, 13] = False
     visible[0, 13] = True  # a single example: too few to fit
+    true[5:8, 4] = pred[5:8, 4] - 3.0 * sigma * diam[5:8, None]  # far outside their boxes: stage s cannot see them
+    d[5:8, 4] = 3.0
+    usable = visible & (np.abs(d) <= 0.5).all(axis=-1)
+    assert not usable[5:8, 4].any()
     stats = displacement_stats(pred, true, visible, sigma)
     for j in range(13):
-        dj = d[visible[:, j], j]
+        dj = d[usable[:, j], j]
         np.testing.assert_allclose(stats.mean[j], dj.mean(axis=0), atol=1e-4)
         np.testing.assert_allclose(stats.cov[j], np.cov(dj, rowvar=False), atol=1e-5)
-    assert stats.count.tolist() == visible.sum(axis=0).tolist()
+    assert stats.count.tolist() == usable.sum(axis=0).tolist()
     np.testing.assert_allclose(stats.mean[13], 0.0)
     np.testing.assert_allclose(stats.cov[13], np.eye(2) * 0.01)
     # symmetric displacements by hand: mean m, covariance diag(2a²/3, 2b²/3) (four samples, unbiased)
@@ -301,8 +307,8 @@ def test_stage2_statistics_come_from_the_training_set(smoke_run):
     model1, _ = runs.load_stage(run_dir, 1)
 
     def stats_on(data: PoseDataset) -> DisplacementStats:
-        return displacement_stats(predict_stage1(model1, data, profile.input_size), data.joints, data.visible,
-                                  profile.sigma)
+        pose = predict_stage1(model1, data, profile.input_size, flip_test=profile.flip_test)
+        return displacement_stats(pose, data.joints, data.visible, profile.sigma, diam_floors(data))
 
     stored = runs.stage_stats(run_dir, 2)
     on_train, on_test = stats_on(splits.train), stats_on(splits.test)
