@@ -58,7 +58,7 @@ class Profile:
     boxes_per_joint: int = 1  # simulated boxes per joint per image per epoch (paper: 40 in all)
     refine_input_size: int = 64
     refine_width: float = 0.5
-    refine_epochs: int = 3
+    refine_epochs: int = 6
     refine_lr: float = 3e-4
     # data
     synthetic_train: int = 2000
