@@ -194,17 +194,17 @@ def train_run(run_dir: Path | str, profile: Profile, data: str = "auto", stages:
         splits = load_data(data, profile, log)
         log(f"data {splits.name}: {len(splits.train)} training and {len(splits.test)} test images")
         val = splits.test.subset(range(min(profile.val_images, len(splits.test))), "val")
-        with stage_timer(meta, run_dir, 1, log):
-            model1 = train_stage1(run_dir, profile, splits.train, val, progress)
+        model1, history = train_stage1(run_dir, profile, splits.train, val, progress)
+        record_stage(meta, run_dir, 1, history, log)
         # Stage 2 learns from stage 1's errors as they will be at test time, flip averaging included.
         train_pose = predict_stage1(model1, splits.train, profile.input_size, flip_test=profile.flip_test)
         val_pose = predict_stage1(model1, val, profile.input_size, flip_test=profile.flip_test)
         train_floor, val_floor = diam_floors(splits.train), diam_floors(val)
         refiners = []
         for s in range(2, stages + 1):
-            with stage_timer(meta, run_dir, s, log):
-                model = train_refiner(run_dir, profile, s, splits.train, train_pose, train_floor, val, val_pose,
-                                      val_floor, progress)
+            model, history = train_refiner(run_dir, profile, s, splits.train, train_pose, train_floor, val,
+                                           val_pose, val_floor, progress)
+            record_stage(meta, run_dir, s, history, log)
             train_pose = refine(model, splits.train, train_pose, profile.sigma, profile.refine_input_size, train_floor)
             val_pose = refine(model, val, val_pose, profile.sigma, profile.refine_input_size, val_floor)
             refiners.append(model)
@@ -212,26 +212,24 @@ def train_run(run_dir: Path | str, profile: Profile, data: str = "auto", stages:
                    profile.flip_test)
 
 
-@contextlib.contextmanager
-def stage_timer(meta: dict, run_dir: Path, stage: int, log: Log) -> Iterator[None]:
-    """Record a stage's training time in run.json (a stage loaded from its checkpoint keeps its first time)."""
-    tic = time.perf_counter()
-    yield
-    seconds = time.perf_counter() - tic
-    if is_main() and (seconds > 1.0 or str(stage) not in meta["stages"]):
-        meta["stages"][str(stage)] = {"seconds": round(seconds, 1)}
+def record_stage(meta: dict, run_dir: Path, stage: int, history: list[dict], log: Log) -> None:
+    """Write a stage's training time (the sum over its epochs, so a resumed run counts each epoch once)."""
+    seconds = sum(h["seconds"] for h in history)
+    if is_main():
+        meta["stages"][str(stage)] = {"seconds": round(seconds, 1), "epochs": len(history)}
         write_text(run_dir / "run.json", json.dumps(meta, indent=2))
-    log(f"stage {stage} ready ({seconds:.0f} s)")
+    log(f"stage {stage} ready ({seconds:.0f} s of training over {len(history)} epochs)")
 
 
-def train_stage1(run_dir: Path, profile: Profile, train: PoseDataset, val: PoseDataset, progress: bool) -> DeepPoseNet:
+def train_stage1(run_dir: Path, profile: Profile, train: PoseDataset, val: PoseDataset, progress: bool
+                 ) -> tuple[DeepPoseNet, list[dict]]:
     torch.manual_seed(profile.seed)
     model = build_stage_model(profile, 1)
     crops = PersonCrops(train, profile.input_size, profile.augment, profile.train_box, profile.box_margin,
                         profile.mask_hidden)
     val_crops = PersonCrops(val, profile.input_size, Augmentation.none(), "image", mask_hidden=profile.mask_hidden)
-    fit(model, crops, val_crops, settings(profile, 1), stage_path(run_dir, 1), 1, progress=progress)
-    return model
+    history = fit(model, crops, val_crops, settings(profile, 1), stage_path(run_dir, 1), 1, progress=progress)
+    return model, history
 
 
 def refine_augmentation(profile: Profile) -> Augmentation:
@@ -242,7 +240,7 @@ def refine_augmentation(profile: Profile) -> Augmentation:
 
 def train_refiner(run_dir: Path, profile: Profile, stage: int, train: PoseDataset, train_pose: np.ndarray,
                   train_floor: np.ndarray, val: PoseDataset, val_pose: np.ndarray, val_floor: np.ndarray,
-                  progress: bool) -> DeepPoseNet:
+                  progress: bool) -> tuple[DeepPoseNet, list[dict]]:
     """Stage s on stage s−1's training-set poses (``train_pose``); ``*_floor`` are the per-image diam floors."""
     stats = displacement_stats(train_pose, train.joints, train.visible, profile.sigma, train_floor)
     torch.manual_seed(profile.seed + stage)
@@ -251,9 +249,9 @@ def train_refiner(run_dir: Path, profile: Profile, stage: int, train: PoseDatase
                         refine_augmentation(profile), profile.mask_hidden, min_diam=train_floor)
     val_crops = RefineCrops(val, val_pose, stats, profile.sigma, profile.refine_input_size, 1, Augmentation.none(),
                             profile.mask_hidden, simulate=False, min_diam=val_floor)
-    fit(model, crops, val_crops, settings(profile, stage), stage_path(run_dir, stage), stage,
-        extra={"displacement": stats.to_payload(), "sigma": profile.sigma}, progress=progress)
-    return model
+    history = fit(model, crops, val_crops, settings(profile, stage), stage_path(run_dir, stage), stage,
+                  extra={"displacement": stats.to_payload(), "sigma": profile.sigma}, progress=progress)
+    return model, history
 
 
 def load_stage(run_dir: Path, stage: int, input_size: int | None = None) -> tuple[DeepPoseNet, dict[str, Any]]:

@@ -151,10 +151,14 @@ def fit(model: DeepPoseNet, train: CropSource, val: CropSource | None, s: FitSet
     trained = DistributedDataParallel(model, device_ids=[device] if device.type == "cuda" else None) \
         if world > 1 else model
     steps_per_epoch = math.ceil(len(train) / s.batch_size)
+    # One bar for the whole stage: a notebook keeps a single line per stage, not one per epoch.
+    remaining = 0 if complete else max(s.epochs - start, 0)
+    bar = tqdm(total=remaining * (len(train) - len(train) % world), desc=f"stage {stage}", unit="crop",
+               disable=not (progress and rank == 0 and remaining))
     for epoch in range(start, 0 if complete else s.epochs):
         tic = time.perf_counter()
-        train_loss = run_epoch(trained, optimizer, train, s, stage, epoch, steps_per_epoch, checkpoint,
-                               progress and rank == 0)
+        bar.set_description(f"stage {stage} epoch {epoch + 1}/{s.epochs}")
+        train_loss = run_epoch(trained, optimizer, train, s, stage, epoch, steps_per_epoch, checkpoint, bar)
         record = {"epoch": epoch + 1, "train_loss": train_loss, "lr": optimizer.param_groups[0]["lr"],
                   "seconds": time.perf_counter() - tic}
         last = epoch + 1 == s.epochs
@@ -166,12 +170,13 @@ def fit(model: DeepPoseNet, train: CropSource, val: CropSource | None, s: FitSet
                                          "optimizer": optimizer.state_dict(), "epoch": epoch, "complete": last,
                                          "history": history, "settings": asdict(s), **(extra or {})})
         barrier()
+    bar.close()
     model.eval()
     return history
 
 
 def run_epoch(model: nn.Module, optimizer: torch.optim.Optimizer, train: CropSource, s: FitSettings, stage: int,
-              epoch: int, steps_per_epoch: int, checkpoint: Path, progress: bool) -> float:
+              epoch: int, steps_per_epoch: int, checkpoint: Path, bar: tqdm) -> float:
     """One pass over ``train`` in this epoch's order; returns the mean training loss."""
     model.train()
     rank, world = rank_and_world()
@@ -182,8 +187,6 @@ def run_epoch(model: nn.Module, optimizer: torch.optim.Optimizer, train: CropSou
     # `world` items is left out of this epoch; the shuffle changes which ones.
     order = epoch_order(len(train), s.seed + 1000 * stage, epoch, shuffle=True)
     order = order[: len(order) - len(order) % world][rank::world]
-    bar = tqdm(total=len(order) * world, desc=f"stage {stage} epoch {epoch + 1}/{s.epochs}", unit="crop",
-               disable=not progress, leave=False)
     total, count = 0.0, 0
     local_batches = batches(train, order, s.batch_size // world, s.seed + 1000 * stage, epoch)
     for step, (crops, target, weight) in enumerate(local_batches):
@@ -202,7 +205,6 @@ def run_epoch(model: nn.Module, optimizer: torch.optim.Optimizer, train: CropSou
         count += len(crops)
         bar.update(len(crops) * world)
         bar.set_postfix(loss=f"{total / count:.4f}")
-    bar.close()
     return float(mean_over_ranks(torch.tensor(total / max(count, 1))))
 
 
