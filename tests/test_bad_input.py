@@ -15,24 +15,19 @@ import pytest
 import scipy.io
 import scipy.sparse
 import torch
+from helpers import SETS, fake_run
 from PIL import Image
 from torch import nn
 
-from deeppose_lab import cli, metrics, runs
+from deeppose_lab import cli, metrics
 from deeppose_lab import datasets as D
 from deeppose_lab.cascade import MIN_DIAM, DisplacementStats, RefineCrops, box_side, displacement_stats, refine
-from deeppose_lab.checkpoint import save_checkpoint
 from deeppose_lab.crops import PersonCrops
 from deeppose_lab.datasets import PoseDataset
 from deeppose_lab.geometry import Augmentation, cascade_boxes, person_box
 from deeppose_lab.images import DataError
-from deeppose_lab.profiles import get_profile
 from deeppose_lab.skeleton import NUM_JOINTS, torso_diameter
 from deeppose_lab.train import pose_loss
-
-TINY = {"epochs": "1", "refine_epochs": "1", "synthetic_train": "8", "synthetic_test": "3", "val_images": "2",
-        "stages": "2"}
-SETS = [arg for key, value in TINY.items() for arg in ("--set", f"{key}={value}")]
 
 
 def coords(n: int) -> np.ndarray:
@@ -262,23 +257,7 @@ def cli_error(capsys, *argv: str) -> str:
     return err
 
 
-def fake_run(run_dir: Path) -> Path:
-    """A finished run of untrained tiny networks (no training needed to test the commands that read it)."""
-    profile = get_profile("smoke", **TINY)
-    run_dir.mkdir(parents=True)
-    runs.start_run(run_dir, profile, "synthetic")
-    for stage in (1, 2):
-        torch.manual_seed(stage)
-        model = runs.build_stage_model(profile, stage)
-        extra = {}
-        if stage == 2:
-            stats = DisplacementStats(np.zeros((NUM_JOINTS, 2)), np.tile(np.eye(2) * 0.01, (NUM_JOINTS, 1, 1)),
-                                      np.zeros(NUM_JOINTS, np.int64))
-            extra = {"displacement": stats.to_payload(), "sigma": profile.sigma}
-        save_checkpoint(runs.stage_path(run_dir, stage), {"stage": stage, "model_config": model.config,
-                                                         "model": model.state_dict(), "epoch": 0, "complete": True,
-                                                         **extra})
-    return run_dir
+
 
 
 @pytest.mark.parametrize(("sets", "words"), [

@@ -7,28 +7,14 @@ the end proves it is live, so the refusal test cannot pass by accident.
 from __future__ import annotations
 
 import io
-from pathlib import Path
 
 import pytest
 import torch
+from helpers import Payload
 
 from deeppose_lab import __version__
 from deeppose_lab.checkpoint import FORMAT, CheckpointError, load_checkpoint, save_checkpoint
 from deeppose_lab.model import DeepPoseNet
-
-
-def leave_marker(path: str) -> str:
-    """What the malicious payload runs when unpickled: proof of code execution."""
-    Path(path).write_text("code ran")
-    return "payload"
-
-
-class Payload:
-    def __init__(self, marker: Path) -> None:
-        self.marker = str(marker)
-
-    def __reduce__(self):
-        return (leave_marker, (self.marker,))
 
 
 @pytest.fixture(scope="module")

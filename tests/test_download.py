@@ -21,6 +21,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
+from helpers import tar_member
 
 from deeppose_lab import download
 from deeppose_lab.download import (
@@ -63,10 +64,7 @@ def make_tar(files: dict[str, bytes], prefix: str = "", extra: list[tarfile.TarI
     return buf.getvalue()
 
 
-def tar_member(name: str, kind: bytes = tarfile.REGTYPE, linkname: str = "", size: int = 0) -> tarfile.TarInfo:
-    info = tarfile.TarInfo(name)
-    info.type, info.linkname, info.size = kind, linkname, size
-    return info
+
 
 
 def zip_symlink(name: str, target: str) -> tuple[zipfile.ZipInfo, bytes]:

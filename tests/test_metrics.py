@@ -11,21 +11,11 @@ import warnings
 
 import numpy as np
 import pytest
+from helpers import POSE
 
 from deeppose_lab import metrics
 from deeppose_lab.skeleton import LIMB_GROUPS, LIMBS, NUM_JOINTS, PAPER_GROUPS, TORSO_PAIR, torso_diameter
 
-# A standing person in pixels (x, y), y down. Arm limbs 25 px, leg limbs 35 px, head 20 px.
-POSE = np.array(
-    [
-        [43, 150], [43, 115], [43, 80],  # r_ankle, r_knee, r_hip
-        [57, 80], [57, 115], [57, 150],  # l_hip, l_knee, l_ankle
-        [40, 85], [40, 60], [40, 35],  # r_wrist, r_elbow, r_shoulder
-        [60, 35], [60, 60], [60, 85],  # l_shoulder, l_elbow, l_wrist
-        [50, 30], [50, 10],  # neck, head_top
-    ],
-    dtype=np.float64,
-)
 LIMB_NAMES = list(LIMBS)
 
 

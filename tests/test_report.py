@@ -8,6 +8,7 @@ import zipfile
 import matplotlib
 import numpy as np
 import pytest
+from helpers import POSE
 from PIL import Image
 
 from deeppose_lab import report
@@ -15,18 +16,6 @@ from deeppose_lab.datasets import MATLAB_OFFSET, PoseDataset
 from deeppose_lab.images import DataError
 from deeppose_lab.skeleton import NUM_JOINTS
 
-# A standing person in pixels (as in test_metrics): arm limbs 25 px, leg limbs 35 px, head 20 px,
-# torso diagonal and torso diameter sqrt(17² + 45²) ≈ 48.1 px.
-POSE = np.array(
-    [
-        [43, 150], [43, 115], [43, 80],  # r_ankle, r_knee, r_hip
-        [57, 80], [57, 115], [57, 150],  # l_hip, l_knee, l_ankle
-        [40, 85], [40, 60], [40, 35],  # r_wrist, r_elbow, r_shoulder
-        [60, 35], [60, 60], [60, 85],  # l_shoulder, l_elbow, l_wrist
-        [50, 30], [50, 10],  # neck, head_top
-    ],
-    dtype=np.float64,
-)
 WRISTS = [6, 11]
 
 

@@ -24,52 +24,14 @@ import numpy as np
 import pytest
 import scipy.io
 import torch
+from helpers import SETS, Payload, fake_run, tar_bytes, tar_member
 from PIL import Image
 
 from deeppose_lab import __version__, cli, download, runs
-from deeppose_lab.cascade import DisplacementStats
-from deeppose_lab.checkpoint import FORMAT, CheckpointError, load_checkpoint, save_checkpoint
+from deeppose_lab.checkpoint import FORMAT, CheckpointError, load_checkpoint
 from deeppose_lab.download import DownloadError, download_dataset, safe_extract
 from deeppose_lab.model import DeepPoseNet
-from deeppose_lab.profiles import get_profile
 from deeppose_lab.skeleton import NUM_JOINTS
-
-TINY = {"epochs": "1", "refine_epochs": "1", "synthetic_train": "8", "synthetic_test": "3", "val_images": "2",
-        "stages": "2"}
-SETS = [arg for key, value in TINY.items() for arg in ("--set", f"{key}={value}")]
-
-
-def leave_marker(path: str) -> str:
-    """What every payload runs when unpickled: proof of code execution."""
-    Path(path).write_text("code ran")
-    return "payload"
-
-
-class Payload:
-    def __init__(self, marker: Path) -> None:
-        self.marker = str(marker)
-
-    def __reduce__(self):
-        return (leave_marker, (self.marker,))
-
-
-def fake_run(run_dir: Path) -> Path:
-    """A finished two-stage run of untrained tiny networks, as ``deeppose-lab train`` would leave it (no training)."""
-    profile = get_profile("smoke", **TINY)
-    run_dir.mkdir(parents=True)
-    runs.start_run(run_dir, profile, "synthetic")
-    for stage in (1, 2):
-        torch.manual_seed(stage)
-        model = runs.build_stage_model(profile, stage)
-        extra = {}
-        if stage == 2:
-            stats = DisplacementStats(np.zeros((NUM_JOINTS, 2)), np.tile(np.eye(2) * 0.01, (NUM_JOINTS, 1, 1)),
-                                      np.zeros(NUM_JOINTS, np.int64))
-            extra = {"displacement": stats.to_payload(), "sigma": profile.sigma}
-        save_checkpoint(runs.stage_path(run_dir, stage), {"stage": stage, "model_config": model.config,
-                                                         "model": model.state_dict(), "epoch": 0, "complete": True,
-                                                         **extra})
-    return run_dir
 
 
 def cli_error(capsys, *argv: str) -> str:
@@ -366,18 +328,7 @@ def test_an_archive_with_a_duplicate_member_is_refused_before_writing(tmp_path, 
     assert leftovers(dest) == []  # validated first: nothing written
 
 
-def tar_bytes(members: list[tarfile.TarInfo]) -> bytes:
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w") as tf:
-        for info in members:
-            tf.addfile(info, io.BytesIO(b"x" * info.size) if info.isreg() else None)
-    return buf.getvalue()
 
-
-def tar_member(name: str, kind: bytes = tarfile.REGTYPE, linkname: str = "", size: int = 0) -> tarfile.TarInfo:
-    info = tarfile.TarInfo(name)
-    info.type, info.linkname, info.size = kind, linkname, size
-    return info
 
 
 def zip_special(name: str, mode: int) -> tuple[zipfile.ZipInfo, bytes]:
