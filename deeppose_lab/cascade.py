@@ -21,6 +21,7 @@ from torch import nn
 from .crops import CropItem, inference_box, loss_weight, to_tensor
 from .datasets import PoseDataset
 from .geometry import Augmentation, box_to_crop, cascade_boxes, crop_sample, make_box, uncrop_joints, warp_image
+from .sample import Sample
 from .skeleton import NUM_JOINTS, flip_permutation, torso_diameter
 
 MIN_DIAM = 1.0  # pixels: the last-resort floor of diam(y)
@@ -52,10 +53,14 @@ def box_side(pose: np.ndarray, sigma: float, min_diam: np.ndarray | float = MIN_
     return sigma * np.maximum(torso_diameter(pose), np.maximum(min_diam, MIN_DIAM))
 
 
+def diam_floor(sample: Sample, box: np.ndarray | None = None) -> float:
+    """The floor of diam for one image: ``DIAM_FLOOR_FRACTION`` of its stage-1 box side (no labels used)."""
+    return DIAM_FLOOR_FRACTION * float(inference_box(sample, box)[2])
+
+
 def diam_floors(dataset: PoseDataset, boxes: np.ndarray | None = None) -> np.ndarray:
-    """(N,) floor of diam per image: ``DIAM_FLOOR_FRACTION`` of its stage-1 box side (no labels used)."""
-    sides = [inference_box(dataset[n], None if boxes is None else boxes[n])[2] for n in range(len(dataset))]
-    return DIAM_FLOOR_FRACTION * np.asarray(sides, dtype=np.float64)
+    """(N,) ``diam_floor`` of every image, as refinement and its training use them."""
+    return np.array([diam_floor(dataset[n], None if boxes is None else boxes[n]) for n in range(len(dataset))])
 
 
 def displacement_stats(pred: np.ndarray, true: np.ndarray, visible: np.ndarray, sigma: float,

@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from .atomic import write_text
+from .cascade import diam_floor
 from .datasets import ZERO_BASED_OFFSET, PoseDataset
 from .drawing import draw_pose, save_png
 from .geometry import cascade_boxes
@@ -52,7 +53,8 @@ def predict_images(run_dir: Path | str, paths: Sequence[Path], out: Path | str |
     records = []
     for n, path in enumerate(images.paths):
         final = poses[-1, n]
-        boxes_n = cascade_boxes(poses[-2, n], cascade.sigma) if cascade.stages > 1 else None
+        floor = diam_floor(images[n], None if boxes is None else boxes[n])  # the boxes the last stage cropped
+        boxes_n = cascade_boxes(poses[-2, n], cascade.sigma, floor) if cascade.stages > 1 else None
         save_png(out / f"{path.stem}_pose.png", draw_pose(images.image(n), final, scale=2, boxes=boxes_n))
         file_units = poses[:, n] - ZERO_BASED_OFFSET
         records.append({"image": str(path), "joint_names": list(JOINT_NAMES),

@@ -32,6 +32,7 @@ import ipywidgets as widgets
 import numpy as np
 from PIL import Image, ImageDraw
 
+from .cascade import diam_floor
 from .datasets import PoseDataset
 from .drawing import BOX_COLOR, TRUTH_COLOR, draw_pose, draw_poses
 from .geometry import (
@@ -352,7 +353,7 @@ def render_stage(dataset: PoseDataset, poses: np.ndarray, sigma: float, index: A
     sample = dataset[i]
     pose = poses[s - 1, i]
     previous = poses[s - 2, i] if s >= 2 else None
-    boxes = cascade_boxes(previous, sigma) if previous is not None else None
+    boxes = cascade_boxes(previous, sigma, diam_floor(sample)) if previous is not None else None
     k = display_scale(sample.height, sample.width, side)
     layers, colors, vis = [], [], []
     if truth:
