@@ -23,6 +23,7 @@ from .datasets import PoseDataset
 from .geometry import Augmentation, box_to_crop, cascade_boxes, crop_sample, make_box, uncrop_joints, warp_image
 from .sample import Sample
 from .skeleton import NUM_JOINTS, flip_permutation, torso_diameter
+from .train import autocast
 
 MIN_DIAM = 1.0  # pixels: the last-resort floor of diam(y)
 # diam(y^(s-1)) is floored at this fraction of the stage-1 box side: a stage-1 pose that collapsed towards
@@ -129,29 +130,31 @@ class RefineCrops:
 
 
 @torch.no_grad()
-def run_model(model: nn.Module, crops: np.ndarray, batch_size: int = 128) -> np.ndarray:
-    """(B, 14, 2) normalised outputs for uint8 crops (B, S, S, 3), in eval mode."""
+def run_model(model: nn.Module, crops: np.ndarray, batch_size: int = 128, bf16: bool = False) -> np.ndarray:
+    """(B, 14, 2) normalised outputs for uint8 crops (B, S, S, 3), in eval mode (bf16 autocast optional)."""
     model.eval()
     device = next(model.parameters()).device
-    outs = [model(to_tensor(crops[i:i + batch_size]).to(device)).float().cpu()
-            for i in range(0, len(crops), batch_size)]
+    with autocast(bf16, device):
+        outs = [model(to_tensor(crops[i:i + batch_size]).to(device)).float().cpu()
+                for i in range(0, len(crops), batch_size)]
     return torch.cat(outs).view(len(crops), NUM_JOINTS, 2).numpy().astype(np.float64)
 
 
-def run_model_flip_averaged(model: nn.Module, crops: np.ndarray, batch_size: int = 128) -> np.ndarray:
+def run_model_flip_averaged(model: nn.Module, crops: np.ndarray, batch_size: int = 128, bf16: bool = False
+                            ) -> np.ndarray:
     """Outputs averaged with those of the mirrored crops, mapped back (u → −u, left/right swapped).
 
     Mirroring the crop array maps crop x to size − x, which in normalised coordinates is u → −u; the
     network's left wrist on the mirror is the right wrist here, hence the flip permutation.
     """
-    plain = run_model(model, crops, batch_size)
-    mirrored = run_model(model, np.ascontiguousarray(crops[:, :, ::-1]), batch_size)[:, flip_permutation()]
+    plain = run_model(model, crops, batch_size, bf16)
+    mirrored = run_model(model, np.ascontiguousarray(crops[:, :, ::-1]), batch_size, bf16)[:, flip_permutation()]
     mirrored[..., 0] *= -1.0
     return (plain + mirrored) / 2.0
 
 
 def predict_stage1(model: nn.Module, dataset: PoseDataset, size: int, boxes: np.ndarray | None = None,
-                   batch_size: int = 64, flip_test: bool = False) -> np.ndarray:
+                   batch_size: int = 64, flip_test: bool = False, bf16: bool = False) -> np.ndarray:
     """Stage 1 on every image: crop the test-time box (no labels used), regress, map back. (N, 14, 2) px.
 
     ``flip_test`` averages each prediction with that of the mirrored crop (a profile setting, not the paper's).
@@ -165,14 +168,14 @@ def predict_stage1(model: nn.Module, dataset: PoseDataset, size: int, boxes: np.
             box = inference_box(sample, None if boxes is None else boxes[n])
             mats.append(box_to_crop(box, size))
             crops.append(warp_image(sample.image, mats[-1], size))
-        pred = (run_model_flip_averaged if flip_test else run_model)(model, np.stack(crops), batch_size)
+        pred = (run_model_flip_averaged if flip_test else run_model)(model, np.stack(crops), batch_size, bf16)
         for k, n in enumerate(idx):
             out[n] = uncrop_joints(pred[k], mats[k], size)
     return out
 
 
 def refine(model: nn.Module, dataset: PoseDataset, previous: np.ndarray, sigma: float, size: int,
-           min_diam: np.ndarray | None = None, images_per_batch: int = 8) -> np.ndarray:
+           min_diam: np.ndarray | None = None, images_per_batch: int = 8, bf16: bool = False) -> np.ndarray:
     """One cascade stage: every joint's crop of an image in one batch; joint i moves by output i, in IMAGE px."""
     out = np.empty_like(previous, dtype=np.float64)
     floors = np.full(len(dataset), MIN_DIAM) if min_diam is None else np.maximum(min_diam, MIN_DIAM)
@@ -184,7 +187,7 @@ def refine(model: nn.Module, dataset: PoseDataset, previous: np.ndarray, sigma: 
             for box in cascade_boxes(previous[n], sigma, float(floors[n])):
                 mats.append(box_to_crop(box, size))
                 crops.append(warp_image(image, mats[-1], size))
-        pred = run_model(model, np.stack(crops), len(crops)).reshape(len(idx), NUM_JOINTS, NUM_JOINTS, 2)
+        pred = run_model(model, np.stack(crops), len(crops), bf16).reshape(len(idx), NUM_JOINTS, NUM_JOINTS, 2)
         for k, n in enumerate(idx):
             for j in range(NUM_JOINTS):
                 out[n, j] = uncrop_joints(pred[k, j, j], mats[k * NUM_JOINTS + j], size)
@@ -201,6 +204,7 @@ class Cascade:
     refine_size: int
     sigma: float
     flip_test: bool = False
+    bf16: bool = False  # bf16 autocast, as the stages were trained (a profile setting)
 
     @property
     def stages(self) -> int:
@@ -208,8 +212,9 @@ class Cascade:
 
     def predict(self, dataset: PoseDataset, boxes: np.ndarray | None = None, stages: int | None = None) -> np.ndarray:
         """(S, N, 14, 2) poses in image pixels after each stage: the whole trajectory, for reports and widgets."""
-        poses = [predict_stage1(self.stage1, dataset, self.stage1_size, boxes, flip_test=self.flip_test)]
+        poses = [predict_stage1(self.stage1, dataset, self.stage1_size, boxes, flip_test=self.flip_test,
+                                bf16=self.bf16)]
         floors = diam_floors(dataset, boxes)
         for refiner in self.refiners[: (stages or self.stages) - 1]:
-            poses.append(refine(refiner, dataset, poses[-1], self.sigma, self.refine_size, floors))
+            poses.append(refine(refiner, dataset, poses[-1], self.sigma, self.refine_size, floors, bf16=self.bf16))
         return np.stack(poses)

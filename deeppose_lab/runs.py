@@ -197,19 +197,22 @@ def train_run(run_dir: Path | str, profile: Profile, data: str = "auto", stages:
         model1, history = train_stage1(run_dir, profile, splits.train, val, progress)
         record_stage(meta, run_dir, 1, history, log)
         # Stage 2 learns from stage 1's errors as they will be at test time, flip averaging included.
-        train_pose = predict_stage1(model1, splits.train, profile.input_size, flip_test=profile.flip_test)
-        val_pose = predict_stage1(model1, val, profile.input_size, flip_test=profile.flip_test)
+        train_pose = predict_stage1(model1, splits.train, profile.input_size, flip_test=profile.flip_test,
+                                    bf16=profile.bf16)
+        val_pose = predict_stage1(model1, val, profile.input_size, flip_test=profile.flip_test, bf16=profile.bf16)
         train_floor, val_floor = diam_floors(splits.train), diam_floors(val)
         refiners = []
         for s in range(2, stages + 1):
             model, history = train_refiner(run_dir, profile, s, splits.train, train_pose, train_floor, val,
                                            val_pose, val_floor, progress)
             record_stage(meta, run_dir, s, history, log)
-            train_pose = refine(model, splits.train, train_pose, profile.sigma, profile.refine_input_size, train_floor)
-            val_pose = refine(model, val, val_pose, profile.sigma, profile.refine_input_size, val_floor)
+            train_pose = refine(model, splits.train, train_pose, profile.sigma, profile.refine_input_size, train_floor,
+                                bf16=profile.bf16)
+            val_pose = refine(model, val, val_pose, profile.sigma, profile.refine_input_size, val_floor,
+                              bf16=profile.bf16)
             refiners.append(model)
     return Cascade(model1, profile.input_size, refiners, profile.refine_input_size, profile.sigma,
-                   profile.flip_test)
+                   profile.flip_test, profile.bf16)
 
 
 def record_stage(meta: dict, run_dir: Path, stage: int, history: list[dict], log: Log) -> None:
@@ -284,7 +287,7 @@ def load_cascade(run_dir: Path | str, stages: int | None = None) -> Cascade:
         refiners.append(load_stage(run_dir, s, profile.refine_input_size)[0])
         s += 1
     return Cascade(model1, profile.input_size, refiners, profile.refine_input_size, profile.sigma,
-                   profile.flip_test)
+                   profile.flip_test, profile.bf16)
 
 
 def stage_stats(run_dir: Path | str, stage: int) -> DisplacementStats:

@@ -161,6 +161,17 @@ def test_inference_uses_no_labels():
     np.testing.assert_array_equal(fake.predict(a), fake.predict(b))
 
 
+
+def test_bf16_inference_is_close_to_fp32_and_really_runs_in_bf16():
+    images = noise_images()
+    data = ArrayPoses(images, poses_in(images))
+    torch.manual_seed(0)
+    stage1, refiner = (DeepPoseNet(input_size=SIZE, width=0.125, dropout=0.5, lrn=True) for _ in range(2))
+    fp32 = Cascade(stage1, SIZE, [refiner], SIZE, sigma=2.0).predict(data)
+    bf16 = Cascade(stage1, SIZE, [refiner], SIZE, sigma=2.0, bf16=True).predict(data)
+    assert not np.array_equal(fp32, bf16)  # the flag reaches the networks
+    assert np.abs(fp32 - bf16).max() < 1.0  # pixels: bf16 keeps about three significant digits
+
 # --- (c), (e): training crops of a refinement stage ---------------------------------------------------------------
 
 def zero_stats(mean: np.ndarray | None = None, var: float = 1e-12) -> DisplacementStats:

@@ -244,6 +244,17 @@ def test_colour_jitter_moves_no_joint():
     assert not np.array_equal(crop, np.full_like(crop, 128))  # the colours did change
 
 
+def test_colour_table_is_a_clipped_per_channel_gain_and_offset():
+    img = np.random.default_rng(1).integers(0, 256, (20, 24, 3), dtype=np.uint8)
+    table = g.colour_table(0.5, np.random.default_rng(4))
+    rng = np.random.default_rng(4)  # the same draws, applied by hand
+    gain, offset = rng.uniform(0.5, 1.5, size=3), rng.uniform(-0.5, 0.5) * 255.0
+    crop = g.warp_image(img, g.box_to_crop(g.image_box(20, 24), 24), 24, colour=table)
+    plain = g.warp_image(img, g.box_to_crop(g.image_box(20, 24), 24), 24)
+    expected = np.clip(plain.astype(np.float64) * gain + offset, 0, 255)
+    assert len(table) == 768 and np.abs(crop - expected).max() <= 1.0
+
+
 # --- the warp moves pixels exactly where the matrix moves joints -----------------------------------
 
 def test_single_bright_pixel_lands_where_the_matrix_sends_its_centre():

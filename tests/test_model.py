@@ -257,3 +257,16 @@ def test_foreign_files_give_clear_errors(tmp_path: Path) -> None:
         load_torchvision_alexnet(listed)
     with pytest.raises(FileNotFoundError, match="missing.pth"):
         load_torchvision_alexnet(tmp_path / "missing.pth")
+
+
+@pytest.mark.parametrize("beta", [0.75, 0.6])
+def test_channel_lrn_matches_pytorch_local_response_norm(beta):
+    from deeppose_lab.model import ChannelLRN
+
+    x = torch.randn(2, 7, 5, 4, requires_grad=True) * 40  # big activations, where the normalisation bites
+    ours, ref = ChannelLRN(5, 5e-4, beta, 2.0), nn.LocalResponseNorm(5, 5e-4, beta, 2.0)
+    torch.testing.assert_close(ours(x), ref(x), rtol=1e-5, atol=1e-5)
+    g1, = torch.autograd.grad(ours(x).sum(), x)
+    g2, = torch.autograd.grad(ref(x).sum(), x)
+    torch.testing.assert_close(g1, g2, rtol=1e-4, atol=1e-5)
+    assert not torch.allclose(ref(x), x)  # the layer does something at this scale
