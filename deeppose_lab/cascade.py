@@ -175,8 +175,12 @@ def predict_stage1(model: nn.Module, dataset: PoseDataset, size: int, boxes: np.
 
 
 def refine(model: nn.Module, dataset: PoseDataset, previous: np.ndarray, sigma: float, size: int,
-           min_diam: np.ndarray | None = None, images_per_batch: int = 8, bf16: bool = False) -> np.ndarray:
-    """One cascade stage: every joint's crop of an image in one batch; joint i moves by output i, in IMAGE px."""
+           min_diam: np.ndarray | None = None, images_per_batch: int = 8, bf16: bool = False,
+           flip_test: bool = False) -> np.ndarray:
+    """One cascade stage: every joint's crop of an image in one batch; joint i moves by output i, in IMAGE px.
+
+    ``flip_test`` averages each crop's output with that of its mirror, as stage 1 does.
+    """
     out = np.empty_like(previous, dtype=np.float64)
     floors = np.full(len(dataset), MIN_DIAM) if min_diam is None else np.maximum(min_diam, MIN_DIAM)
     for start in range(0, len(dataset), images_per_batch):
@@ -187,7 +191,8 @@ def refine(model: nn.Module, dataset: PoseDataset, previous: np.ndarray, sigma: 
             for box in cascade_boxes(previous[n], sigma, float(floors[n])):
                 mats.append(box_to_crop(box, size))
                 crops.append(warp_image(image, mats[-1], size))
-        pred = run_model(model, np.stack(crops), len(crops), bf16).reshape(len(idx), NUM_JOINTS, NUM_JOINTS, 2)
+        run = run_model_flip_averaged if flip_test else run_model
+        pred = run(model, np.stack(crops), len(crops), bf16).reshape(len(idx), NUM_JOINTS, NUM_JOINTS, 2)
         for k, n in enumerate(idx):
             for j in range(NUM_JOINTS):
                 out[n, j] = uncrop_joints(pred[k, j, j], mats[k * NUM_JOINTS + j], size)
@@ -216,5 +221,6 @@ class Cascade:
                                 bf16=self.bf16)]
         floors = diam_floors(dataset, boxes)
         for refiner in self.refiners[: (stages or self.stages) - 1]:
-            poses.append(refine(refiner, dataset, poses[-1], self.sigma, self.refine_size, floors, bf16=self.bf16))
+            poses.append(refine(refiner, dataset, poses[-1], self.sigma, self.refine_size, floors, bf16=self.bf16,
+                                flip_test=self.flip_test))
         return np.stack(poses)

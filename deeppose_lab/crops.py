@@ -9,8 +9,9 @@ batching, is this one mechanism, so a fix here fixes every stage.
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol, TypeVar
 
 import numpy as np
 import torch
@@ -18,6 +19,9 @@ import torch
 from .datasets import PoseDataset
 from .geometry import Augmentation, crop_sample, image_box, person_box, square_box
 from .sample import Sample
+
+T = TypeVar("T")
+_DONE: Any = object()  # end-of-iteration marker for ``prefetched``
 
 
 @dataclass(frozen=True)
@@ -99,6 +103,20 @@ def epoch_order(n: int, seed: int, epoch: int, shuffle: bool) -> np.ndarray:
     if not shuffle:
         return np.arange(n)
     return np.random.default_rng([seed, epoch, 0]).permutation(n)
+
+
+def prefetched(items: Iterator[T]) -> Iterator[T]:
+    """The same items in the same order, the next one made in a helper thread while the caller uses this one.
+
+    Pillow's warp and torch's kernels release the GIL, so cropping the next batch overlaps the training
+    step on this one; the items do not change (each one's randomness depends on its index alone).
+    Exceptions from the producer surface here, at the item that raised them.
+    """
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        pending = pool.submit(next, items, _DONE)
+        while (item := pending.result()) is not _DONE:
+            pending = pool.submit(next, items, _DONE)
+            yield item
 
 
 def batches(source: CropSource, indices: np.ndarray, batch_size: int, seed: int | None = None, epoch: int = 0

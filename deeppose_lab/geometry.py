@@ -140,8 +140,14 @@ def warp_image(image: np.ndarray, matrix: np.ndarray, size: int, fill: tuple[int
     out = pil.transform((size, size), Image.Transform.AFFINE, coeffs, resample=Image.Resampling.BILINEAR,
                         fillcolor=fill)
     if colour is not None:
-        out = out.point(colour)
+        out = apply_table(out, colour)
     return np.asarray(out)
+
+
+def apply_table(image: Image.Image, table: list[int]) -> Image.Image:
+    """``image.point(table)`` without Pillow's Python-level re-rounding of all 768 entries, which cost ten
+    times the lookup itself on every training crop (tested against ``point``)."""
+    return image._new(image.im.point(table, None))
 
 
 # --- augmentation ---------------------------------------------------------------------------------

@@ -108,6 +108,17 @@ def test_a_fixed_normalised_output_moves_every_joint_by_that_times_sigma_diam_pi
     np.testing.assert_allclose(out, expected, atol=1e-4)
 
 
+def test_flip_averaged_refinement_cancels_a_sideways_bias_and_keeps_the_vertical_move():
+    images = noise_images()
+    previous = poses_in(images)
+    side = 2.0 * torso_diameter(previous)
+    out = refine(FixedNet(np.tile([0.1, -0.2], (14, 1))), ArrayPoses(images, previous), previous, 2.0, SIZE,
+                 flip_test=True)
+    # the mirror sees the same "0.1 to the right" as 0.1 to the left of the unmirrored crop: the two cancel
+    expected = previous + np.array([0.0, -0.2]) * side[:, None, None]
+    np.testing.assert_allclose(out, expected, atol=1e-4)
+
+
 def test_joint_i_moves_by_output_i_only():
     images = noise_images()
     previous = poses_in(images)
@@ -328,6 +339,27 @@ def test_stage2_statistics_come_from_the_training_set(smoke_run):
     np.testing.assert_array_equal(stored.count, on_train.count)
     assert not np.allclose(stored.mean, on_test.mean, rtol=1e-3, atol=1e-4)
     assert stored.count.max() <= len(splits.train)
+
+
+@pytest.mark.parametrize("init", ["previous", "scratch"])
+def test_a_refiner_starts_from_the_previous_stage_only_when_asked(init, tmp_path, monkeypatch):
+    cpu_only(monkeypatch)
+    profile = get_profile("smoke", refine_init=init, refine_epochs=0, synthetic_train=4, synthetic_test=2)
+    splits = runs.load_data("synthetic", profile)
+    torch.manual_seed(1)
+    previous = runs.build_stage_model(profile, 1)
+    pose = predict_stage1(previous, splits.train, profile.input_size)
+    floors = diam_floors(splits.train)
+    model, _ = runs.train_refiner(tmp_path, profile, 2, previous, splits.train, pose, floors, splits.train, pose,
+                                  floors, progress=False)
+    same = [torch.equal(a, b) for a, b in zip(model.state_dict().values(), previous.state_dict().values(), strict=True)]
+    assert all(same) if init == "previous" else not any(same[:1])
+
+
+def test_refine_init_previous_needs_the_same_network_shape():
+    with pytest.raises(ValueError, match="refine_init=previous"):
+        get_profile("classroom", refine_input_size=96)
+    assert get_profile("classroom", refine_input_size=96, refine_init="scratch").refine_input_size == 96
 
 
 def test_a_finished_run_predicts_and_is_not_retrained(smoke_run, monkeypatch):

@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from PIL import Image
 
 from deeppose_lab import geometry as g
 from deeppose_lab.skeleton import FLIP_PAIRS, JOINT_NAMES, NUM_JOINTS, TORSO_PAIR, flip_permutation, torso_diameter
@@ -253,6 +254,8 @@ def test_colour_table_is_a_clipped_per_channel_gain_and_offset():
     plain = g.warp_image(img, g.box_to_crop(g.image_box(20, 24), 24), 24)
     expected = np.clip(plain.astype(np.float64) * gain + offset, 0, 255)
     assert len(table) == 768 and np.abs(crop - expected).max() <= 1.0
+    pil = Image.fromarray(plain)
+    assert np.array_equal(np.asarray(g.apply_table(pil, table)), np.asarray(pil.point(table)))
 
 
 # --- the warp moves pixels exactly where the matrix moves joints -----------------------------------

@@ -46,7 +46,8 @@ def test_unknown_profile_lists_the_choices():
 
 
 def test_overrides_convert_strings_to_the_field_type():
-    p = get_profile("smoke", input_size="96", lr="0.01", bf16="yes", channels_last="0", optimizer="sgd", sigma="1.5")
+    p = get_profile("smoke", input_size="96", lr="0.01", bf16="yes", channels_last="0", optimizer="sgd", sigma="1.5",
+                    refine_init="scratch")
     assert p.input_size == 96 and isinstance(p.input_size, int)
     assert p.lr == 0.01 and isinstance(p.lr, float)
     assert p.bf16 is True and p.channels_last is False

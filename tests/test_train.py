@@ -14,7 +14,7 @@ import torch
 
 from deeppose_lab import train as train_mod
 from deeppose_lab.checkpoint import CheckpointError, load_checkpoint
-from deeppose_lab.crops import PersonCrops, batches, epoch_order
+from deeppose_lab.crops import PersonCrops, batches, epoch_order, prefetched
 from deeppose_lab.geometry import Augmentation
 from deeppose_lab.model import DeepPoseNet
 from deeppose_lab.synthetic import SyntheticPoses
@@ -285,6 +285,25 @@ def test_training_items_depend_on_seed_epoch_and_index_only(poses):
         assert torch.equal(a, b)
     other_epoch = next(batches(source, order, 16, seed=3, epoch=2))
     assert not torch.equal(other_epoch[0], by16[0])  # each epoch draws new augmentations
+
+
+def test_prefetched_batches_are_the_same_batches_and_errors_still_surface(poses):
+    source = PersonCrops(poses, SIZE, AUG)
+    order = epoch_order(len(source), seed=3, epoch=1, shuffle=True)
+    plain = list(batches(source, order, 4, seed=3, epoch=1))
+    ahead = list(prefetched(batches(source, order, 4, seed=3, epoch=1)))
+    assert len(ahead) == len(plain) > 1
+    for a, b in zip(plain, ahead, strict=True):
+        assert all(torch.equal(x, y) for x, y in zip(a, b, strict=True))
+
+    def failing():
+        yield 1
+        raise ValueError("bad image 7")
+
+    got = prefetched(failing())
+    assert next(got) == 1
+    with pytest.raises(ValueError, match="bad image 7"):
+        next(got)
 
 
 def test_training_never_mutates_the_cached_label_arrays(tmp_path, poses):
