@@ -215,12 +215,20 @@ class Cascade:
     def stages(self) -> int:
         return 1 + len(self.refiners)
 
+    def first_pose(self, dataset: PoseDataset, boxes: np.ndarray | None = None) -> np.ndarray:
+        """Stage 1's (N, 14, 2) poses with this cascade's test-time settings (flip averaging, bf16)."""
+        return predict_stage1(self.stage1, dataset, self.stage1_size, boxes, flip_test=self.flip_test, bf16=self.bf16)
+
+    def refined(self, refiner: nn.Module, dataset: PoseDataset, previous: np.ndarray, floors: np.ndarray
+                ) -> np.ndarray:
+        """One refinement stage applied to ``previous`` with this cascade's σ, crop size and settings."""
+        return refine(refiner, dataset, previous, self.sigma, self.refine_size, floors, bf16=self.bf16,
+                      flip_test=self.flip_test)
+
     def predict(self, dataset: PoseDataset, boxes: np.ndarray | None = None, stages: int | None = None) -> np.ndarray:
         """(S, N, 14, 2) poses in image pixels after each stage: the whole trajectory, for reports and widgets."""
-        poses = [predict_stage1(self.stage1, dataset, self.stage1_size, boxes, flip_test=self.flip_test,
-                                bf16=self.bf16)]
+        poses = [self.first_pose(dataset, boxes)]
         floors = diam_floors(dataset, boxes)
         for refiner in self.refiners[: (stages or self.stages) - 1]:
-            poses.append(refine(refiner, dataset, poses[-1], self.sigma, self.refine_size, floors, bf16=self.bf16,
-                                flip_test=self.flip_test))
+            poses.append(self.refined(refiner, dataset, poses[-1], floors))
         return np.stack(poses)

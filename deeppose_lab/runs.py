@@ -25,9 +25,10 @@ from typing import Any
 
 import numpy as np
 import torch
+from torch import nn
 
 from .atomic import write_text
-from .cascade import Cascade, DisplacementStats, RefineCrops, diam_floors, displacement_stats, predict_stage1, refine
+from .cascade import Cascade, DisplacementStats, RefineCrops, diam_floors, displacement_stats
 from .checkpoint import CheckpointError, load_checkpoint
 from .crops import PersonCrops, inference_box
 from .datasets import Concat, PoseDataset, data_root, load_folder, load_lsp, load_lspet, lsp_available, lspet_folder
@@ -196,22 +197,23 @@ def train_run(run_dir: Path | str, profile: Profile, data: str = "auto", stages:
         val = splits.test.subset(range(min(profile.val_images, len(splits.test))), "val")
         model1, history = train_stage1(run_dir, profile, splits.train, val, progress)
         record_stage(meta, run_dir, 1, history, log)
-        # Stage 2 learns from stage 1's errors as they will be at test time, flip averaging included.
-        train_pose = predict_stage1(model1, splits.train, profile.input_size, flip_test=profile.flip_test,
-                                    bf16=profile.bf16)
-        val_pose = predict_stage1(model1, val, profile.input_size, flip_test=profile.flip_test, bf16=profile.bf16)
+        # Stage s learns from stage s−1's errors exactly as the cascade will make them at test time.
+        cascade = cascade_for(profile, model1, [])
+        train_pose, val_pose = cascade.first_pose(splits.train), cascade.first_pose(val)
         train_floor, val_floor = diam_floors(splits.train), diam_floors(val)
-        refiners: list[DeepPoseNet] = []
         for s in range(2, stages + 1):
-            model, history = train_refiner(run_dir, profile, s, (refiners or [model1])[-1], splits.train, train_pose,
-                                           train_floor, val, val_pose, val_floor, progress)
+            model, history = train_refiner(run_dir, profile, s, (cascade.refiners or [model1])[-1], splits.train,
+                                           train_pose, train_floor, val, val_pose, val_floor, progress)
             record_stage(meta, run_dir, s, history, log)
-            train_pose = refine(model, splits.train, train_pose, profile.sigma, profile.refine_input_size, train_floor,
-                                bf16=profile.bf16, flip_test=profile.flip_test)
-            val_pose = refine(model, val, val_pose, profile.sigma, profile.refine_input_size, val_floor,
-                              bf16=profile.bf16, flip_test=profile.flip_test)
-            refiners.append(model)
-    return Cascade(model1, profile.input_size, refiners, profile.refine_input_size, profile.sigma,
+            train_pose = cascade.refined(model, splits.train, train_pose, train_floor)
+            val_pose = cascade.refined(model, val, val_pose, val_floor)
+            cascade.refiners.append(model)
+    return cascade
+
+
+def cascade_for(profile: Profile, stage1: nn.Module, refiners: list[nn.Module]) -> Cascade:
+    """The trained networks with the profile's test-time settings (sizes, σ, flip averaging, bf16)."""
+    return Cascade(stage1, profile.input_size, refiners, profile.refine_input_size, profile.sigma,
                    profile.flip_test, profile.bf16)
 
 
@@ -294,8 +296,7 @@ def load_cascade(run_dir: Path | str, stages: int | None = None) -> Cascade:
     while stage_path(run_dir, s).exists() and (stages is None or s <= stages):
         refiners.append(load_stage(run_dir, s, profile.refine_input_size)[0])
         s += 1
-    return Cascade(model1, profile.input_size, refiners, profile.refine_input_size, profile.sigma,
-                   profile.flip_test, profile.bf16)
+    return cascade_for(profile, model1, refiners)
 
 
 def stage_stats(run_dir: Path | str, stage: int) -> DisplacementStats:
