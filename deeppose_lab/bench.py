@@ -15,14 +15,15 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import cv2
 import numpy as np
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from .cascade import Cascade
 from .crops import PersonCrops, batches
 from .model import DeepPoseNet
 from .profiles import Profile, get_profile
+from .runs import cascade_for
 from .synthetic import SyntheticPoses
 from .train import FitSettings, autocast, make_optimizer, pose_loss
 
@@ -84,16 +85,19 @@ def train_step_rate(profile: Profile, batch: int, bf16: bool, channels_last: boo
 
 def data_rate(profile: Profile, n: int = 256) -> float:
     """Samples/s of decode + crop + augment + collate on ONE core (images decoded from fresh each time)."""
-    threads = torch.get_num_threads()
+    threads, cv_threads = torch.get_num_threads(), cv2.getNumThreads()
     torch.set_num_threads(1)
+    cv2.setNumThreads(1)
     data = SyntheticPoses(n, seed=1)
     [data.image(i) for i in range(n)]  # cached in memory, as LSP is during training
     source = PersonCrops(data, profile.input_size, profile.augment)
     tic = time.perf_counter()
     for _ in batches(source, np.arange(n), 64, seed=0):
         pass
+    seconds = time.perf_counter() - tic
     torch.set_num_threads(threads)
-    return n / (time.perf_counter() - tic)
+    cv2.setNumThreads(cv_threads)
+    return n / seconds
 
 
 def inference_latency(profile: Profile, images: int = 8, bf16: bool | None = None) -> float:
@@ -101,11 +105,10 @@ def inference_latency(profile: Profile, images: int = 8, bf16: bool | None = Non
 
     ``bf16`` None uses the profile's own setting (what ``deeppose-lab predict`` would do).
     """
-    stage1 = model_for(profile).eval()
+    profile = profile if bf16 is None else profile.replace(bf16=bf16)
     refine = profile.replace(input_size=profile.refine_input_size, width=profile.refine_width)
-    cascade = Cascade(stage1, profile.input_size, [model_for(refine).eval() for _ in range(profile.stages - 1)],
-                      profile.refine_input_size, profile.sigma, profile.flip_test,
-                      profile.bf16 if bf16 is None else bf16)
+    cascade = cascade_for(profile, model_for(profile).eval(),
+                          [model_for(refine).eval() for _ in range(profile.stages - 1)])
     data = SyntheticPoses(images, seed=2)
     cascade.predict(data.subset(range(1)))
     return best_time(lambda: cascade.predict(data), 2, warmup=0) / images

@@ -12,7 +12,8 @@ at y_i + δ with δ drawn from it. Test images never enter the statistics.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import copy
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -130,25 +131,26 @@ class RefineCrops:
 
 
 @torch.no_grad()
-def run_model(model: nn.Module, crops: np.ndarray, batch_size: int = 128, bf16: bool = False) -> np.ndarray:
-    """(B, 14, 2) normalised outputs for uint8 crops (B, S, S, 3), in eval mode (bf16 autocast optional)."""
+def run_model(model: nn.Module, crops: np.ndarray, batch_size: int = 128, bf16: bool = False,
+              flip_test: bool = False) -> np.ndarray:
+    """(B, 14, 2) normalised outputs for uint8 crops (B, S, S, 3), in eval mode (bf16 autocast optional).
+
+    ``flip_test`` averages each output with that of the mirrored crop, mapped back (u → −u, left/right
+    swapped): mirroring the crop maps crop x to size − x, which in normalised coordinates is u → −u, and the
+    network's left wrist on the mirror is the right wrist here. Both halves go through the network together.
+    """
     model.eval()
     device = next(model.parameters()).device
+    outs = []
     with autocast(bf16, device):
-        outs = [model(to_tensor(crops[i:i + batch_size]).to(device)).float().cpu()
-                for i in range(0, len(crops), batch_size)]
-    return torch.cat(outs).view(len(crops), NUM_JOINTS, 2).numpy().astype(np.float64)
-
-
-def run_model_flip_averaged(model: nn.Module, crops: np.ndarray, batch_size: int = 128, bf16: bool = False
-                            ) -> np.ndarray:
-    """Outputs averaged with those of the mirrored crops, mapped back (u → −u, left/right swapped).
-
-    Mirroring the crop array maps crop x to size − x, which in normalised coordinates is u → −u; the
-    network's left wrist on the mirror is the right wrist here, hence the flip permutation.
-    """
-    plain = run_model(model, crops, batch_size, bf16)
-    mirrored = run_model(model, np.ascontiguousarray(crops[:, :, ::-1]), batch_size, bf16)[:, flip_permutation()]
+        for i in range(0, len(crops), batch_size):
+            x = to_tensor(crops[i:i + batch_size]).to(device)
+            outs.append(model(torch.cat([x, x.flip(3)]) if flip_test else x).float().cpu())
+    if not flip_test:
+        return torch.cat(outs).view(len(crops), NUM_JOINTS, 2).numpy().astype(np.float64)
+    halves = [o.view(2, -1, NUM_JOINTS, 2) for o in outs]
+    plain = torch.cat([h[0] for h in halves]).numpy().astype(np.float64)
+    mirrored = torch.cat([h[1] for h in halves]).numpy().astype(np.float64)[:, flip_permutation()]
     mirrored[..., 0] *= -1.0
     return (plain + mirrored) / 2.0
 
@@ -168,7 +170,7 @@ def predict_stage1(model: nn.Module, dataset: PoseDataset, size: int, boxes: np.
             box = inference_box(sample, None if boxes is None else boxes[n])
             mats.append(box_to_crop(box, size))
             crops.append(warp_image(sample.image, mats[-1], size))
-        pred = (run_model_flip_averaged if flip_test else run_model)(model, np.stack(crops), batch_size, bf16)
+        pred = run_model(model, np.stack(crops), batch_size, bf16, flip_test)
         for k, n in enumerate(idx):
             out[n] = uncrop_joints(pred[k], mats[k], size)
     return out
@@ -191,8 +193,8 @@ def refine(model: nn.Module, dataset: PoseDataset, previous: np.ndarray, sigma: 
             for box in cascade_boxes(previous[n], sigma, float(floors[n])):
                 mats.append(box_to_crop(box, size))
                 crops.append(warp_image(image, mats[-1], size))
-        run = run_model_flip_averaged if flip_test else run_model
-        pred = run(model, np.stack(crops), len(crops), bf16).reshape(len(idx), NUM_JOINTS, NUM_JOINTS, 2)
+        pred = run_model(model, np.stack(crops), len(crops), bf16, flip_test).reshape(len(idx), NUM_JOINTS,
+                                                                                       NUM_JOINTS, 2)
         for k, n in enumerate(idx):
             for j in range(NUM_JOINTS):
                 out[n, j] = uncrop_joints(pred[k, j, j], mats[k * NUM_JOINTS + j], size)
@@ -210,6 +212,26 @@ class Cascade:
     sigma: float
     flip_test: bool = False
     bf16: bool = False  # bf16 autocast, as the stages were trained (a profile setting)
+    _bf16_copies: dict[int, tuple[nn.Module, tuple[int, ...], nn.Module]] = field(
+        default_factory=dict, init=False, repr=False, compare=False)
+
+    def runnable(self, net: nn.Module) -> nn.Module:
+        """``net`` as inference runs it: in bf16, a copy whose weights are already bf16.
+
+        Autocast would cast every weight again on every call; for the paper network that was half the time of
+        a one-image prediction. The copy is remade whenever ``net``'s parameters change in place (their
+        version counters), so loading new weights into ``net`` is never answered by stale ones.
+        """
+        if not self.bf16:
+            return net
+        version = tuple(p._version for p in net.parameters())
+        cached = self._bf16_copies.get(id(net))
+        if cached is None or cached[0] is not net or cached[1] != version:
+            fast = copy.deepcopy(net).eval()
+            for p in fast.parameters():  # weights only, as autocast casts them; buffers (input mean/std) stay fp32
+                p.data = p.data.to(torch.bfloat16)
+            self._bf16_copies[id(net)] = cached = (net, version, fast)
+        return cached[2]
 
     @property
     def stages(self) -> int:
@@ -217,12 +239,12 @@ class Cascade:
 
     def first_pose(self, dataset: PoseDataset, boxes: np.ndarray | None = None) -> np.ndarray:
         """Stage 1's (N, 14, 2) poses with this cascade's test-time settings (flip averaging, bf16)."""
-        return predict_stage1(self.stage1, dataset, self.stage1_size, boxes, flip_test=self.flip_test, bf16=self.bf16)
+        return predict_stage1(self.runnable(self.stage1), dataset, self.stage1_size, boxes, flip_test=self.flip_test, bf16=self.bf16)
 
     def refined(self, refiner: nn.Module, dataset: PoseDataset, previous: np.ndarray, floors: np.ndarray
                 ) -> np.ndarray:
         """One refinement stage applied to ``previous`` with this cascade's σ, crop size and settings."""
-        return refine(refiner, dataset, previous, self.sigma, self.refine_size, floors, bf16=self.bf16,
+        return refine(self.runnable(refiner), dataset, previous, self.sigma, self.refine_size, floors, bf16=self.bf16,
                       flip_test=self.flip_test)
 
     def predict(self, dataset: PoseDataset, boxes: np.ndarray | None = None, stages: int | None = None) -> np.ndarray:

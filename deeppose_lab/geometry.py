@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import cv2
 import numpy as np
-from PIL import Image
 
 from .skeleton import flip_permutation, torso_diameter
 
@@ -126,28 +126,23 @@ def normalised_to_crop(normalised: np.ndarray, size: int) -> np.ndarray:
 
 
 def warp_image(image: np.ndarray, matrix: np.ndarray, size: int, fill: tuple[int, int, int] = FILL_VALUE,
-               colour: list[int] | None = None) -> np.ndarray:
+               colour: np.ndarray | None = None) -> np.ndarray:
     """Resample ``image`` into a size×size crop with ONE bilinear warp; outside the image is ``fill``.
 
-    Pillow samples at pixel centres, which matches our continuous convention, so the matrix that moves the
-    joints also moves the pixels (tested with a single bright pixel). ``colour`` is an optional 768-entry
-    lookup table (``colour_table``) applied to the crop while it is still a Pillow image: the cheapest
-    place for photometric noise, which the training loop pays for on every item.
+    OpenCV puts pixel centres at integer coordinates and we put them at +0.5, so the matrix is conjugated by
+    that half-pixel shift; then the matrix that moves the joints also moves the pixels (tested with a single
+    bright pixel). A sample within half a pixel of the image edge blends the edge pixel with ``fill``.
+    ``colour`` is an optional lookup table from ``colour_table``, applied to the finished crop.
+    OpenCV rather than Pillow because the training loop pays for this on every item: it is several
+    times faster for the same bilinear result (within one grey level).
     """
-    inverse = np.linalg.inv(matrix)
-    coeffs = tuple(inverse[:2].reshape(-1))
-    pil = Image.fromarray(image)
-    out = pil.transform((size, size), Image.Transform.AFFINE, coeffs, resample=Image.Resampling.BILINEAR,
-                        fillcolor=fill)
+    crop_to_image = translation(-0.5, -0.5) @ np.linalg.inv(matrix) @ translation(0.5, 0.5)
+    crop = cv2.warpAffine(np.ascontiguousarray(image), crop_to_image[:2], (size, size),
+                          flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP, borderMode=cv2.BORDER_CONSTANT,
+                          borderValue=tuple(float(v) for v in fill))
     if colour is not None:
-        out = apply_table(out, colour)
-    return np.asarray(out)
-
-
-def apply_table(image: Image.Image, table: list[int]) -> Image.Image:
-    """``image.point(table)`` without Pillow's Python-level re-rounding of all 768 entries, which cost ten
-    times the lookup itself on every training crop (tested against ``point``)."""
-    return image._new(image.im.point(table, None))
+        cv2.LUT(crop, colour, dst=crop)
+    return crop
 
 
 # --- augmentation ---------------------------------------------------------------------------------
@@ -223,13 +218,13 @@ def crop_sample(image: np.ndarray, joints: np.ndarray, visible: np.ndarray, box:
     return crop, crop_to_normalised(moved, size), vis, t
 
 
-def colour_table(amount: float, rng: np.random.Generator) -> list[int]:
+def colour_table(amount: float, rng: np.random.Generator) -> np.ndarray:
     """Photometric noise that moves no joint: a per-channel gain in [1 − amount, 1 + amount] plus a brightness
-    offset of up to ``amount``·255, clipped to uint8, as a Pillow lookup table (256 entries per channel)."""
+    offset of up to ``amount``·255, clipped to uint8, as an OpenCV lookup table of shape (256, 1, 3)."""
     gain = rng.uniform(1.0 - amount, 1.0 + amount, size=3).astype(np.float32)
     offset = np.float32(rng.uniform(-amount, amount) * 255.0)
-    levels = np.arange(256, dtype=np.float32)
-    return np.clip(levels * gain[:, None] + offset, 0, 255).astype(np.uint8).reshape(-1).tolist()
+    levels = np.arange(256, dtype=np.float32)[:, None, None]
+    return np.clip(levels * gain + offset, 0, 255).astype(np.uint8)
 
 
 def uncrop_joints(normalised: np.ndarray, matrix: np.ndarray, size: int) -> np.ndarray:

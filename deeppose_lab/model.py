@@ -165,7 +165,9 @@ class DeepPoseNet(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         """Float RGB (B, 3, S, S) in [0, 1] → (B, 2k) normalised coordinates x0, y0, x1, y1, …"""
         check_input(x, self.input_size)
-        x = (x - self.mean) / self.std
+        # (x − mean) / std as one pass, x · (1/std) − mean/std: on a CPU the two separate passes over every
+        # pixel cost as much as a tenth of a classroom network's inference.
+        x = torch.addcmul(-self.mean / self.std, x, 1.0 / self.std)
         return self.head(self.features(x))
 
     def predict_normalised(self, x: Tensor) -> Tensor:

@@ -58,14 +58,18 @@ def pose_loss(pred: torch.Tensor, target: torch.Tensor, weight: torch.Tensor) ->
 
 
 def make_optimizer(model: nn.Module, s: FitSettings) -> torch.optim.Optimizer:
-    """AdaGrad (the paper's), momentum SGD or Adam (decoupled weight decay)."""
+    """AdaGrad (the paper's), momentum SGD or Adam (decoupled weight decay).
+
+    ``fused``: one kernel updates every parameter. The default on a CPU is one small op per tensor and per
+    formula term, which took 15 % of a classroom training step.
+    """
     params = model.parameters()
     if s.optimizer == "adagrad":
-        return torch.optim.Adagrad(params, lr=s.lr, weight_decay=s.weight_decay)
+        return torch.optim.Adagrad(params, lr=s.lr, weight_decay=s.weight_decay, fused=True)
     if s.optimizer == "sgd":
-        return torch.optim.SGD(params, lr=s.lr, momentum=0.9, weight_decay=s.weight_decay)
+        return torch.optim.SGD(params, lr=s.lr, momentum=0.9, weight_decay=s.weight_decay, fused=True)
     if s.optimizer == "adam":
-        return torch.optim.AdamW(params, lr=s.lr, weight_decay=s.weight_decay)
+        return torch.optim.AdamW(params, lr=s.lr, weight_decay=s.weight_decay, fused=True)
     raise ValueError(f"unknown optimizer {s.optimizer!r}; choose adagrad, sgd or adam")
 
 

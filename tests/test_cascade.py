@@ -399,14 +399,31 @@ class BrightestPixel(torch.nn.Module):
 
 
 def test_flip_averaging_maps_the_mirrored_prediction_back():
-    from deeppose_lab.cascade import run_model, run_model_flip_averaged
+    from deeppose_lab.cascade import run_model
 
-    crops = np.zeros((1, 32, 32, 3), dtype=np.uint8)
-    crops[0, 9, 5] = 255  # a dot left of centre, above it
+    crops = np.zeros((3, 32, 32, 3), dtype=np.uint8)
+    for k, (row, col) in enumerate([(9, 5), (20, 25), (3, 17)]):
+        crops[k, row, col] = 255  # a dot per crop, the first left of centre and above it
     model = BrightestPixel()
     plain = run_model(model, crops)
-    averaged = run_model_flip_averaged(model, crops)
+    averaged = run_model(model, crops, batch_size=2, flip_test=True)  # two chunks: halves must not mix
     # The mirrored crop's answer, negated in x AND relabelled left/right, is the same pose again; leaving out
     # either step moves the right joints 0.1 the wrong way.
     np.testing.assert_allclose(averaged, plain, atol=1e-6)
     np.testing.assert_allclose(plain[0, 0], [(5 + 0.5) / 32 - 0.5 + 0.1, (9 + 0.5) / 32 - 0.5], atol=1e-6)
+
+
+def test_bf16_copies_follow_new_weights_and_leave_the_network_alone():
+    images = noise_images()
+    data = ArrayPoses(images, poses_in(images))
+    torch.manual_seed(0)
+    stage1 = DeepPoseNet(input_size=SIZE, width=0.125, dropout=0.5)
+    cascade = Cascade(stage1, SIZE, [], SIZE, sigma=2.0, bf16=True)
+    before = cascade.predict(data)
+    assert all(p.dtype == torch.float32 for p in stage1.parameters())  # the caller's network is not cast
+    assert cascade.runnable(stage1).features.conv1.weight.dtype == torch.bfloat16  # cast once, not per call
+    other = DeepPoseNet(input_size=SIZE, width=0.125, dropout=0.5)
+    stage1.load_state_dict(other.state_dict())  # new weights, same object
+    after = cascade.predict(data)
+    np.testing.assert_allclose(after, Cascade(other, SIZE, [], SIZE, sigma=2.0, bf16=True).predict(data))
+    assert not np.allclose(before, after)

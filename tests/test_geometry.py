@@ -13,7 +13,6 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from PIL import Image
 
 from deeppose_lab import geometry as g
 from deeppose_lab.skeleton import FLIP_PAIRS, JOINT_NAMES, NUM_JOINTS, TORSO_PAIR, flip_permutation, torso_diameter
@@ -253,9 +252,7 @@ def test_colour_table_is_a_clipped_per_channel_gain_and_offset():
     crop = g.warp_image(img, g.box_to_crop(g.image_box(20, 24), 24), 24, colour=table)
     plain = g.warp_image(img, g.box_to_crop(g.image_box(20, 24), 24), 24)
     expected = np.clip(plain.astype(np.float64) * gain + offset, 0, 255)
-    assert len(table) == 768 and np.abs(crop - expected).max() <= 1.0
-    pil = Image.fromarray(plain)
-    assert np.array_equal(np.asarray(g.apply_table(pil, table)), np.asarray(pil.point(table)))
+    assert table.shape == (256, 1, 3) and np.abs(crop - expected).max() <= 1.0
 
 
 # --- the warp moves pixels exactly where the matrix moves joints -----------------------------------
@@ -364,17 +361,19 @@ def test_property_random_crops_roundtrip_joints(pose, box, aug, size, seed):
 @given(h=st.integers(1, 40), w=st.integers(1, 40), box=boxes, aug=augments, size=st.integers(1, 48),
        seed=st.integers(0, 2**32 - 1), value=st.integers(1, 254))
 def test_property_warp_never_reads_outside_the_image(h, w, box, aug, size, seed, value):
-    """A constant image warps to that constant inside the image and to the fill outside it, nothing else."""
+    """A constant image warps to that constant inside the image, to the fill outside it, and only within
+    half a pixel of the edge to a blend of the two: nothing from beyond the image leaks in."""
     img = np.full((h, w, 3), value, dtype=np.uint8)
+    fill = np.array([0, 255, 0])
     t = g.crop_transform(box, size, aug, np.random.default_rng(seed))
-    crop = g.warp_image(img, t.matrix, size, fill=(0, 255, 0))
-    is_value = (crop == value).all(axis=2)
-    is_fill = (crop == [0, 255, 0]).all(axis=2)
-    assert (is_value | is_fill).all()
+    crop = g.warp_image(img, t.matrix, size, fill=tuple(fill)).astype(int)
+    c = int(np.argmax(np.abs(value - fill)))  # the channel where image and fill differ most
+    share = (crop[..., c] - fill[c]) / (value - fill[c])  # how much of the image each pixel shows
+    assert np.abs(crop - (share[..., None] * value + (1 - share[..., None]) * fill)).max() <= 1.5
     rows, cols = np.mgrid[0:size, 0:size] + 0.5
     src = g.apply_affine(np.linalg.inv(t.matrix), np.stack([cols, rows], axis=-1))
-    eps = 1e-6
-    inside = (src[..., 0] > eps) & (src[..., 0] < w - eps) & (src[..., 1] > eps) & (src[..., 1] < h - eps)
-    outside = (src[..., 0] < -eps) | (src[..., 0] > w + eps) | (src[..., 1] < -eps) | (src[..., 1] > h + eps)
-    assert is_value[inside].all()
-    assert is_fill[outside].all()
+    m = 0.5 + 1e-3  # half a pixel, plus OpenCV's 1/32-pixel coordinate grid
+    inside = (src[..., 0] > m) & (src[..., 0] < w - m) & (src[..., 1] > m) & (src[..., 1] < h - m)
+    outside = (src[..., 0] < -m) | (src[..., 0] > w + m) | (src[..., 1] < -m) | (src[..., 1] > h + m)
+    assert (crop[inside] == value).all()
+    assert (crop[outside] == fill).all()
