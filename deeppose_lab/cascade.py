@@ -239,7 +239,8 @@ class Cascade:
 
     def first_pose(self, dataset: PoseDataset, boxes: np.ndarray | None = None) -> np.ndarray:
         """Stage 1's (N, 14, 2) poses with this cascade's test-time settings (flip averaging, bf16)."""
-        return predict_stage1(self.runnable(self.stage1), dataset, self.stage1_size, boxes, flip_test=self.flip_test, bf16=self.bf16)
+        return predict_stage1(self.runnable(self.stage1), dataset, self.stage1_size, boxes, flip_test=self.flip_test,
+                              bf16=self.bf16)
 
     def refined(self, refiner: nn.Module, dataset: PoseDataset, previous: np.ndarray, floors: np.ndarray
                 ) -> np.ndarray:
