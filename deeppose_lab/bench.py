@@ -88,16 +88,17 @@ def data_rate(profile: Profile, n: int = 256) -> float:
     threads, cv_threads = torch.get_num_threads(), cv2.getNumThreads()
     torch.set_num_threads(1)
     cv2.setNumThreads(1)
-    data = SyntheticPoses(n, seed=1)
-    [data.image(i) for i in range(n)]  # cached in memory, as LSP is during training
-    source = PersonCrops(data, profile.input_size, profile.augment)
-    tic = time.perf_counter()
-    for _ in batches(source, np.arange(n), 64, seed=0):
-        pass
-    seconds = time.perf_counter() - tic
-    torch.set_num_threads(threads)
-    cv2.setNumThreads(cv_threads)
-    return n / seconds
+    try:
+        data = SyntheticPoses(n, seed=1)
+        [data.image(i) for i in range(n)]  # cached in memory, as LSP is during training
+        source = PersonCrops(data, profile.input_size, profile.augment)
+        tic = time.perf_counter()
+        for _ in batches(source, np.arange(n), 64, seed=0):
+            pass
+        return n / (time.perf_counter() - tic)
+    finally:
+        torch.set_num_threads(threads)
+        cv2.setNumThreads(cv_threads)
 
 
 def inference_latency(profile: Profile, images: int = 8, bf16: bool | None = None) -> float:
@@ -127,6 +128,16 @@ def time_to_accuracy(run_dir: Path) -> dict | None:
             "loose_pcp": [st["pcp"]["loose"]["mean"] for st in results["stages"]]}
 
 
+def data_over_step(data_per_s: float, steps: list[dict], profile: Profile) -> dict:
+    """How many times faster the data pipeline (one core) is than the step it feeds: the profile's own modes,
+    at its batch size if measured, else the largest measured."""
+    mine = [s for s in steps if s["profile"] == profile.name and s["bf16"] == profile.bf16
+            and s["channels_last"] == profile.channels_last]
+    step = next((s for s in mine if s["batch"] == profile.batch_size), max(mine, key=lambda s: s["batch"]))
+    return {"ratio": data_per_s / step["images_per_s"], "batch": step["batch"], "bf16": step["bf16"],
+            "channels_last": step["channels_last"]}
+
+
 def run_all(quick: bool, run_dir: Path) -> dict:
     classroom, paper = get_profile("classroom"), get_profile("paper")
     repeats = 2 if quick else 4
@@ -142,6 +153,8 @@ def run_all(quick: bool, run_dir: Path) -> dict:
         s["fraction_of_matmul_limit"] = s["gflop_per_s"] / limit["bf16" if s["bf16"] else "fp32"]
     out["train_steps"] = steps
     out["data_samples_per_s_one_core"] = {"classroom": data_rate(classroom), "paper": data_rate(paper, 64)}
+    out["data_over_step"] = {p.name: data_over_step(out["data_samples_per_s_one_core"][p.name], steps, p)
+                             for p in (classroom, paper)}
     out["cascade_seconds_per_image"] = {
         f"{p.name}_{mode}": inference_latency(p, n, mode == "bf16")
         for p, n in ((classroom, 8), (paper, 2)) for mode in ("fp32", "bf16")}
@@ -159,6 +172,9 @@ def table(r: dict) -> str:
                      f"{s['fraction_of_matmul_limit']:8.0%}")
     d, c = r["data_samples_per_s_one_core"], r["cascade_seconds_per_image"]
     lines.append(f"data pipeline, one core: classroom {d['classroom']:.0f} samples/s, paper {d['paper']:.0f} samples/s")
+    lines.append("data / the training step it feeds: " + ", ".join(
+        f"{name} {v['ratio']:.1f}× (batch {v['batch']}{', bf16' if v['bf16'] else ''}"
+        f"{', channels_last' if v['channels_last'] else ''})" for name, v in r["data_over_step"].items()))
     lines.append("cascade inference, ms/image: " + ", ".join(f"{k} {1000 * v:.1f}" for k, v in c.items()))
     t = r["time_to_accuracy"]
     lines.append("time to accuracy: " + (json.dumps(t) if t else "no finished `make demo` run in runs/demo"))

@@ -212,19 +212,20 @@ class Cascade:
     sigma: float
     flip_test: bool = False
     bf16: bool = False  # bf16 autocast, as the stages were trained (a profile setting)
-    _bf16_copies: dict[int, tuple[nn.Module, tuple[int, ...], nn.Module]] = field(
+    _bf16_copies: dict[int, tuple[nn.Module, tuple, nn.Module]] = field(
         default_factory=dict, init=False, repr=False, compare=False)
 
     def runnable(self, net: nn.Module) -> nn.Module:
         """``net`` as inference runs it: in bf16, a copy whose weights are already bf16.
 
         Autocast would cast every weight again on every call; for the paper network that was half the time of
-        a one-image prediction. The copy is remade whenever ``net``'s parameters change in place (their
-        version counters), so loading new weights into ``net`` is never answered by stale ones.
+        a one-image prediction. The copy is remade when ``net``'s parameters change: new values through the
+        tensors (``load_state_dict``, an optimiser step: their version counters) or new storage (``.to(device)``).
+        Writing through ``param.data`` bypasses both and is not seen.
         """
         if not self.bf16:
             return net
-        version = tuple(p._version for p in net.parameters())
+        version = tuple((p._version, p.data_ptr(), str(p.device)) for p in net.parameters())
         cached = self._bf16_copies.get(id(net))
         if cached is None or cached[0] is not net or cached[1] != version:
             fast = copy.deepcopy(net).eval()

@@ -108,7 +108,7 @@ def epoch_order(n: int, seed: int, epoch: int, shuffle: bool) -> np.ndarray:
 def prefetched(items: Iterator[T]) -> Iterator[T]:
     """The same items in the same order, the next one made in a helper thread while the caller uses this one.
 
-    Pillow's warp and torch's kernels release the GIL, so cropping the next batch overlaps the training
+    OpenCV's warp and torch's kernels release the GIL, so cropping the next batch overlaps the training
     step on this one; the items do not change (each one's randomness depends on its index alone).
     Exceptions from the producer surface here, at the item that raised them.
     """

@@ -136,6 +136,8 @@ def warp_image(image: np.ndarray, matrix: np.ndarray, size: int, fill: tuple[int
     OpenCV rather than Pillow because the training loop pays for this on every item: it is several
     times faster for the same bilinear result (within one grey level).
     """
+    if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
+        raise ValueError(f"warp_image needs a uint8 RGB image (H, W, 3), got {image.dtype} {image.shape}")
     crop_to_image = translation(-0.5, -0.5) @ np.linalg.inv(matrix) @ translation(0.5, 0.5)
     crop = cv2.warpAffine(np.ascontiguousarray(image), crop_to_image[:2], (size, size),
                           flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP, borderMode=cv2.BORDER_CONSTANT,

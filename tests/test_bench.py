@@ -33,3 +33,17 @@ def test_time_to_accuracy_reads_a_finished_run(tmp_path):
                                                    "stages": {"1": {"seconds": 120}, "2": {"seconds": 60}}}))
     t = bench.time_to_accuracy(tmp_path)
     assert t["minutes"] == {"1": 2.0, "2": 1.0} and t["strict_pcp"] == [0.3, 0.3]
+
+
+def test_data_is_compared_with_the_step_the_profile_really_runs():
+    def fake_steps(name, batches):
+        return [{"profile": name, "batch": b, "bf16": bf, "channels_last": cl,
+                 "images_per_s": 100.0 * b + 1000 * bf + 10 * cl}
+                for b in batches for bf in (False, True) for cl in (False, True)]
+    classroom, paper = get_profile("classroom"), get_profile("paper")
+    steps = fake_steps("classroom", (32, 64, 128)) + fake_steps("paper", (16, 32))
+    mine = bench.data_over_step(2000.0, steps, classroom)  # its own batch and modes
+    assert (mine["batch"], mine["bf16"], mine["channels_last"]) == (64, classroom.bf16, classroom.channels_last)
+    assert mine["ratio"] == 2000.0 / (6400 + 1000 * classroom.bf16 + 10 * classroom.channels_last)
+    theirs = bench.data_over_step(2000.0, steps, paper)  # batch 128 not measured: the largest that was
+    assert theirs["batch"] == 32 and theirs["bf16"] == paper.bf16

@@ -329,6 +329,13 @@ def test_flipped_crop_swaps_left_and_right_labels_onto_the_right_pixels():
     assert seen == {True, False}
 
 
+def test_warp_refuses_what_is_not_a_uint8_rgb_image():
+    box = g.box_to_crop(g.make_box(10.0, 10.0, 20.0, 20.0), 8)
+    for bad in (np.zeros((20, 20, 3), np.float32), np.zeros((20, 20), np.uint8), np.zeros((20, 20, 4), np.uint8)):
+        with pytest.raises(ValueError, match="uint8 RGB"):
+            g.warp_image(bad, box, 8)
+
+
 def test_crop_outside_the_image_is_constant_fill():
     img = np.full((20, 30, 3), 200, dtype=np.uint8)
     far = g.box_to_crop(g.make_box(500.0, -300.0, 20.0, 20.0), 16)
@@ -372,7 +379,7 @@ def test_property_warp_never_reads_outside_the_image(h, w, box, aug, size, seed,
     assert np.abs(crop - (share[..., None] * value + (1 - share[..., None]) * fill)).max() <= 1.5
     rows, cols = np.mgrid[0:size, 0:size] + 0.5
     src = g.apply_affine(np.linalg.inv(t.matrix), np.stack([cols, rows], axis=-1))
-    m = 0.5 + 1e-3  # half a pixel, plus OpenCV's 1/32-pixel coordinate grid
+    m = 0.5 + 1e-3  # half a pixel, plus OpenCV's fixed-point coordinate rounding
     inside = (src[..., 0] > m) & (src[..., 0] < w - m) & (src[..., 1] > m) & (src[..., 1] < h - m)
     outside = (src[..., 0] < -m) | (src[..., 0] > w + m) | (src[..., 1] < -m) | (src[..., 1] > h + m)
     assert (crop[inside] == value).all()
