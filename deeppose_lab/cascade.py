@@ -227,7 +227,7 @@ class Cascade:
             return net
         version = tuple((p._version, p.data_ptr(), str(p.device)) for p in net.parameters())
         cached = self._bf16_copies.get(id(net))
-        if cached is None or cached[0] is not net or cached[1] != version:
+        if cached is None or cached[1] != version:  # the cache holds ``net`` itself, so its id cannot be reused
             fast = copy.deepcopy(net).eval()
             for p in fast.parameters():  # weights only, as autocast casts them; buffers (input mean/std) stay fp32
                 p.data = p.data.to(torch.bfloat16)
