@@ -23,7 +23,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from .crops import PersonCrops, batches
 from .model import DeepPoseNet
 from .profiles import Profile, get_profile
-from .runs import cascade_for
+from .runs import build_stage_model, cascade_for
 from .synthetic import SyntheticPoses
 from .train import FitSettings, autocast, make_optimizer, pose_loss
 
@@ -46,11 +46,6 @@ def matmul_limit(dtype: torch.dtype, n: int = 2048, repeats: int = 5) -> float:
     return 2 * n**3 / best_time(lambda: a @ b, repeats) / 1e9
 
 
-def model_for(profile: Profile) -> DeepPoseNet:
-    return DeepPoseNet(input_size=profile.input_size, width=profile.width, dropout=profile.dropout,
-                       lrn=profile.lrn)
-
-
 def step_flops(model: DeepPoseNet, batch: int) -> int:
     """FLOPs of one training step (forward + backward) counted by torch's flop counter."""
     x = torch.rand(batch, 3, model.input_size, model.input_size)
@@ -63,7 +58,7 @@ def step_flops(model: DeepPoseNet, batch: int) -> int:
 def train_step_rate(profile: Profile, batch: int, bf16: bool, channels_last: bool, repeats: int) -> dict:
     """Images/s of a full optimiser step (forward, loss, backward, update) on random crops."""
     torch.manual_seed(0)
-    model = model_for(profile).train()
+    model = build_stage_model(profile, 1).train()
     flops = step_flops(model, batch)
     fmt = torch.channels_last if channels_last else torch.contiguous_format
     model = model.to(memory_format=fmt)
@@ -107,9 +102,8 @@ def inference_latency(profile: Profile, images: int = 8, bf16: bool | None = Non
     ``bf16`` None uses the profile's own setting (what ``deeppose-lab predict`` would do).
     """
     profile = profile if bf16 is None else profile.replace(bf16=bf16)
-    refine = profile.replace(input_size=profile.refine_input_size, width=profile.refine_width)
-    cascade = cascade_for(profile, model_for(profile).eval(),
-                          [model_for(refine).eval() for _ in range(profile.stages - 1)])
+    cascade = cascade_for(profile, build_stage_model(profile, 1).eval(),
+                          [build_stage_model(profile, s).eval() for s in range(2, profile.stages + 1)])
     data = SyntheticPoses(images, seed=2)
     cascade.predict(data.subset(range(1)))
     return best_time(lambda: cascade.predict(data), 2, warmup=0) / images

@@ -6,6 +6,7 @@ import json
 
 from deeppose_lab import bench
 from deeppose_lab.profiles import get_profile
+from deeppose_lab.runs import build_stage_model
 
 
 def test_every_figure_is_measured_on_tiny_settings(tmp_path):
@@ -18,7 +19,7 @@ def test_every_figure_is_measured_on_tiny_settings(tmp_path):
 
 
 def test_step_flops_count_forward_and_backward():
-    model = bench.model_for(get_profile("smoke"))
+    model = build_stage_model(get_profile("smoke"), 1)
     one, two = bench.step_flops(model, 1), bench.step_flops(model, 2)
     assert two == 2 * one > 0
 
