@@ -78,19 +78,24 @@ def train_step_rate(profile: Profile, batch: int, bf16: bool, channels_last: boo
             "images_per_s": batch / seconds, "gflop_per_s": flops / seconds / 1e9, "step_gflop": flops / 1e9}
 
 
-def data_rate(profile: Profile, n: int = 256) -> float:
-    """Samples/s of decode + crop + augment + collate on ONE core (images decoded from fresh each time)."""
+def data_rate(profile: Profile, n: int = 256, repeats: int = 3) -> float:
+    """Samples/s of crop + augment + collate on ONE core, from images cached in memory as LSP's are in training.
+
+    The best of ``repeats`` passes, like the training step it is compared with: the least disturbed figure.
+    """
     threads, cv_threads = torch.get_num_threads(), cv2.getNumThreads()
     torch.set_num_threads(1)
     cv2.setNumThreads(1)
     try:
         data = SyntheticPoses(n, seed=1)
-        [data.image(i) for i in range(n)]  # cached in memory, as LSP is during training
+        [data.image(i) for i in range(n)]
         source = PersonCrops(data, profile.input_size, profile.augment)
-        tic = time.perf_counter()
-        for _ in batches(source, np.arange(n), 64, seed=0):
-            pass
-        return n / (time.perf_counter() - tic)
+
+        def one_pass() -> None:  # each batch dropped before the next, as the training loop does
+            for _ in batches(source, np.arange(n), 64, seed=0):
+                pass
+
+        return n / best_time(one_pass, repeats, warmup=0)
     finally:
         torch.set_num_threads(threads)
         cv2.setNumThreads(cv_threads)

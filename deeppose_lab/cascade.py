@@ -127,7 +127,7 @@ class RefineCrops:
         only_joint[joint] = 1.0
         if t.flipped:
             only_joint = only_joint[flip_permutation()]
-        return CropItem(crop, target.astype(np.float32), only_joint * loss_weight(vis, self.mask_hidden))
+        return CropItem(crop, target.astype(np.float32), only_joint * loss_weight(vis, self.mask_hidden), t.colour)
 
 
 @torch.no_grad()

@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 import scipy.io
 
+from .geometry import with_spare_channel
 from .images import DataError, image_size, load_image
 from .sample import Sample
 from .skeleton import NUM_JOINTS
@@ -61,10 +62,9 @@ class PoseDataset(Sequence[Sample]):
         raise NotImplementedError
 
     def image(self, i: int) -> np.ndarray:
+        """Image i, decoded once, then held as a read-only view that ``geometry.warp_image`` crops fastest."""
         if i not in self._cache:
-            img = self.load_image(i)
-            img.setflags(write=False)
-            self._cache[i] = img
+            self._cache[i] = with_spare_channel(self.load_image(i))
         return self._cache[i]
 
     def __getitem__(self, i: int) -> Sample:  # type: ignore[override]

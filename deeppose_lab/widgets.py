@@ -45,9 +45,7 @@ from .geometry import (
     image_box,
     make_box,
     person_box,
-    rotation,
     transform_joints,
-    translation,
     warp_image,
 )
 from .skeleton import JOINT_NAMES, NUM_JOINTS, torso_diameter
@@ -274,8 +272,7 @@ def explorer_transform(box: np.ndarray, size: int, scale: float = 1.0, shift_x: 
     """
     scale = max(float(scale), 1e-3)
     moved = make_box(box[0] + shift_x * box[2], box[1] + shift_y * box[3], box[2] * scale, box[3] * scale)
-    about_centre = translation(moved[0], moved[1]) @ rotation(rotate) @ translation(-moved[0], -moved[1])
-    matrix = box_to_crop(moved, size) @ about_centre
+    matrix = box_to_crop(moved, size, rotate)  # rotated about the moved box's centre
     if flip:
         matrix = horizontal_flip(size) @ matrix
     return CropTransform(matrix, bool(flip), size), moved

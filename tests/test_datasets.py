@@ -410,6 +410,7 @@ def test_labels_are_read_only_and_images_cached(tmp_path):
         with pytest.raises(ValueError, match="read-only"):
             arr[0] = 0
     assert ds.image(1) is ds.image(1)
+    assert g.spare_channel_base(ds.image(1)) is not None  # cached in the layout the warp crops fastest
     with pytest.raises(IndexError):
         ds[3]
     with pytest.raises(IndexError):

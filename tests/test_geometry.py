@@ -110,6 +110,14 @@ def test_normalise_keeps_separate_x_and_y_scales():
     assert np.allclose(g.uncrop_joints(g.normalise(POSE, box), m, 64), POSE)
 
 
+def test_box_to_crop_closed_form_is_the_product_it_stands_for():
+    box = g.make_box(37.0, -12.5, 40.0, 90.0)  # non-square, off-image
+    for degrees in (0.0, 17.0, -90.0, 180.0):
+        about = g.translation(37.0, -12.5) @ g.rotation(degrees) @ g.translation(-37.0, 12.5)
+        product = g.translation(28, 28) @ g.scaling(56 / 40, 56 / 90) @ g.translation(-37.0, 12.5) @ about
+        assert np.allclose(g.box_to_crop(box, 56, degrees), product, atol=1e-12)
+
+
 def test_normalised_crop_conversions_are_inverse():
     u = np.array([[-0.5, -0.5], [0.0, 0.0], [0.5, 0.25]])
     assert np.allclose(g.normalised_to_crop(u, 100), [[0, 0], [50, 50], [100, 75]])
@@ -235,24 +243,33 @@ def test_cached_labels_are_never_changed_in_place():
     assert np.array_equal(joints, before_j) and np.array_equal(visible, before_v)
 
 
-def test_colour_jitter_moves_no_joint():
-    img = np.full((160, 120, 3), 128, dtype=np.uint8)
+def test_colour_jitter_moves_no_joint_and_is_left_to_the_batch():
+    img = np.random.default_rng(1).integers(0, 256, (160, 120, 3), dtype=np.uint8)
     box = g.make_box(60, 80, 100, 100)
     crop, target, _, t = g.crop_sample(img, POSE, ALL_VISIBLE, box, 32, g.Augmentation(colour=0.5),
                                        np.random.default_rng(3))
     assert np.allclose(target, g.normalise(POSE, box)) and not t.flipped
-    assert not np.array_equal(crop, np.full_like(crop, 128))  # the colours did change
+    assert np.array_equal(crop, g.warp_image(img, g.box_to_crop(box, 32), 32))  # the crop itself is plain
+    gains, offset = t.colour[:3], t.colour[3]  # three gains, then an offset in grey levels
+    assert np.all((gains >= 0.5) & (gains <= 1.5)) and -127.5 <= offset <= 127.5 and len(set(gains)) == 3
+    again = g.crop_transform(box, 32, g.Augmentation(colour=0.5), np.random.default_rng(3))
+    assert np.array_equal(again.colour, t.colour)  # drawn from the crop's own stream, like its geometry
+    assert g.crop_transform(box, 32, g.Augmentation(rotate=10.0), np.random.default_rng(3)).colour is None
 
 
-def test_colour_table_is_a_clipped_per_channel_gain_and_offset():
-    img = np.random.default_rng(1).integers(0, 256, (20, 24, 3), dtype=np.uint8)
-    table = g.colour_table(0.5, np.random.default_rng(4))
-    rng = np.random.default_rng(4)  # the same draws, applied by hand
-    gain, offset = rng.uniform(0.5, 1.5, size=3), rng.uniform(-0.5, 0.5) * 255.0
-    crop = g.warp_image(img, g.box_to_crop(g.image_box(20, 24), 24), 24, colour=table)
-    plain = g.warp_image(img, g.box_to_crop(g.image_box(20, 24), 24), 24)
-    expected = np.clip(plain.astype(np.float64) * gain + offset, 0, 255)
-    assert table.shape == (256, 1, 3) and np.abs(crop - expected).max() <= 1.0
+def test_a_cached_image_with_a_spare_channel_warps_exactly_like_a_plain_one():
+    img = np.random.default_rng(5).integers(0, 256, (37, 51, 3), dtype=np.uint8)
+    view = g.with_spare_channel(img)
+    assert np.array_equal(view, img) and not view.flags.writeable
+    assert g.spare_channel_base(view).shape == (37, 51, 4) and g.spare_channel_base(img) is None
+    assert g.spare_channel_base(view[1:]) is None and g.spare_channel_base(view[:, ::-1]) is None  # not the base
+    rng = np.random.default_rng(6)
+    for _ in range(5):  # boxes partly outside the image, rotated, flipped: the fill must match too
+        t = g.crop_transform(g.make_box(20, 30, 60, 60), 24, g.Augmentation(0.3, 0.3, 45.0, True), rng)
+        assert np.array_equal(g.warp_image(view, t.matrix, 24, fill=(9, 8, 7)),
+                              g.warp_image(img, t.matrix, 24, fill=(9, 8, 7)))
+    grey = np.zeros((4, 4), dtype=np.uint8)
+    assert g.with_spare_channel(grey) is grey and not grey.flags.writeable  # left for Sample to refuse
 
 
 # --- the warp moves pixels exactly where the matrix moves joints -----------------------------------

@@ -14,7 +14,7 @@ import torch
 
 from deeppose_lab import train as train_mod
 from deeppose_lab.checkpoint import CheckpointError, load_checkpoint
-from deeppose_lab.crops import PersonCrops, batches, epoch_order, prefetched
+from deeppose_lab.crops import PersonCrops, batches, epoch_order, prefetched, to_tensor
 from deeppose_lab.geometry import Augmentation
 from deeppose_lab.model import DeepPoseNet
 from deeppose_lab.synthetic import SyntheticPoses
@@ -271,6 +271,17 @@ def test_validation_uses_no_augmentation_and_no_dropout(poses):
     assert mean_loss(model, augmented_source, s) == first
     assert mean_loss(model, PersonCrops(poses, SIZE, Augmentation.none()), s) == pytest.approx(first, rel=1e-6)
     assert not model.training
+
+
+def test_to_tensor_applies_each_crops_colour_noise_clipped_and_keeps_channels_last():
+    crops = np.random.default_rng(0).integers(0, 256, (3, 8, 8, 3), dtype=np.uint8)
+    colour = np.array([[1.0, 1.0, 1.0, 0.0], [1.5, 0.5, 1.0, 20.0], [0.8, 1.2, 1.0, -60.0]], dtype=np.float32)
+    x = to_tensor(crops, colour)
+    expected = np.clip(crops * colour[:, None, None, :3] + colour[:, None, None, 3:], 0, 255) / 255.0
+    assert x.shape == (3, 3, 8, 8) and x.is_contiguous(memory_format=torch.channels_last)
+    assert np.allclose(x.permute(0, 2, 3, 1).numpy(), expected, atol=1e-6)
+    assert torch.allclose(to_tensor(crops), to_tensor(crops, colour[[0, 0, 0]]), rtol=0, atol=1e-7)  # no noise
+    assert x.min() == 0.0 and x.max() == 1.0  # the gains and offsets here reach both clips
 
 
 def test_training_items_depend_on_seed_epoch_and_index_only(poses):
