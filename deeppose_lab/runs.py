@@ -211,10 +211,13 @@ def train_run(run_dir: Path | str, profile: Profile, data: str = "auto", stages:
     return cascade
 
 
-def cascade_for(profile: Profile, stage1: nn.Module, refiners: list[nn.Module]) -> Cascade:
-    """The trained networks with the profile's test-time settings (sizes, σ, flip averaging, bf16)."""
+def cascade_for(profile: Profile, stage1: nn.Module, refiners: list[nn.Module], compile: bool = False) -> Cascade:
+    """The trained networks with the profile's test-time settings (sizes, σ, flip averaging, bf16).
+
+    ``compile`` (``--compile`` on the command line) pays seconds per network up front for faster inference.
+    """
     return Cascade(stage1, profile.input_size, refiners, profile.refine_input_size, profile.sigma,
-                   profile.flip_test, profile.bf16)
+                   profile.flip_test, profile.bf16, compile)
 
 
 def record_stage(meta: dict, run_dir: Path, stage: int, history: list[dict], log: Log) -> None:
@@ -286,7 +289,7 @@ def load_stage(run_dir: Path, stage: int, input_size: int | None = None) -> tupl
     return model.eval(), ckpt
 
 
-def load_cascade(run_dir: Path | str, stages: int | None = None) -> Cascade:
+def load_cascade(run_dir: Path | str, stages: int | None = None, compile: bool = False) -> Cascade:
     """Every finished stage in ``run_dir`` (or the first ``stages``), ready to predict."""
     run_dir = Path(run_dir)
     profile = Profile.from_dict(read_run(run_dir)["profile"])
@@ -296,7 +299,7 @@ def load_cascade(run_dir: Path | str, stages: int | None = None) -> Cascade:
     while stage_path(run_dir, s).exists() and (stages is None or s <= stages):
         refiners.append(load_stage(run_dir, s, profile.refine_input_size)[0])
         s += 1
-    return cascade_for(profile, model1, refiners)
+    return cascade_for(profile, model1, refiners, compile)
 
 
 def stage_stats(run_dir: Path | str, stage: int) -> DisplacementStats:
@@ -312,7 +315,7 @@ def mean_pose_baseline(train: PoseDataset, test: PoseDataset) -> np.ndarray:
 
 
 def evaluate_run(run_dir: Path | str, data: str | None = None, out: Path | str | None = None,
-                 stages: int | None = None, log: Log = print) -> dict[str, Any]:
+                 stages: int | None = None, log: Log = print, compile: bool = False) -> dict[str, Any]:
     """Run every stage on the test split and write the report (JSON, markdown table, PDJ plot, best/worst)."""
     from .report import write_report
 
@@ -320,7 +323,7 @@ def evaluate_run(run_dir: Path | str, data: str | None = None, out: Path | str |
     meta = read_run(run_dir)
     profile = Profile.from_dict(meta["profile"])
     splits = load_data(data or meta["data"], profile, log)
-    cascade = load_cascade(run_dir, stages)
+    cascade = load_cascade(run_dir, stages, compile)
     tic = time.perf_counter()
     preds = cascade.predict(splits.test)
     seconds = time.perf_counter() - tic

@@ -7,6 +7,8 @@ smoke run checks where a real run takes its displacement statistics from.
 
 from __future__ import annotations
 
+import shutil
+
 import numpy as np
 import pytest
 import torch
@@ -427,3 +429,19 @@ def test_bf16_copies_follow_new_weights_and_leave_the_network_alone():
     after = cascade.predict(data)
     np.testing.assert_allclose(after, Cascade(other, SIZE, [], SIZE, sigma=2.0, bf16=True).predict(data))
     assert not np.allclose(before, after)
+
+
+@pytest.mark.skipif(not any(shutil.which(cc) for cc in ("cc", "gcc", "clang")),
+                    reason="torch.compile's CPU back end needs a C compiler")
+def test_a_compiled_cascade_predicts_what_the_eager_one_does():
+    images = noise_images()
+    data = ArrayPoses(images, poses_in(images))
+    torch.manual_seed(0)
+    stage1 = DeepPoseNet(input_size=SIZE, width=0.125, dropout=0.5, lrn=True).eval()  # LRN: the fused layer
+    refiner = DeepPoseNet(input_size=SIZE, width=0.125, dropout=0.5, lrn=True).eval()
+    eager = Cascade(stage1, SIZE, [refiner], SIZE, sigma=2.0, flip_test=True)
+    compiled = Cascade(stage1, SIZE, [refiner], SIZE, sigma=2.0, flip_test=True, compile=True)
+    assert compiled.runnable(stage1) is not stage1 and compiled.runnable(stage1) is compiled.runnable(stage1)
+    np.testing.assert_allclose(compiled.predict(data), eager.predict(data), atol=1e-3)  # pixels
+    np.testing.assert_allclose(compiled.predict(data.subset(range(1))), eager.predict(data.subset(range(1))),
+                               atol=1e-3)  # another batch size: the same graph, no recompiling per image count
