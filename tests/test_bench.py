@@ -15,8 +15,9 @@ def test_every_figure_is_measured_on_tiny_settings(tmp_path):
     step = bench.train_step_rate(smoke, batch=4, bf16=True, channels_last=False, repeats=1)
     assert step["images_per_s"] > 0 and step["step_gflop"] > 0
     assert bench.data_rate(smoke, n=8) > 0
-    latency = bench.inference_latency(smoke, images=2)
-    assert latency["seconds_per_image"] > 0 and latency["first_call_seconds"] > 0
+    latency = bench.inference_latencies(smoke, images=2, rounds=1)
+    assert set(latency["ms_per_image"]) == {"fp32", "bf16", "bf16_compiled"}
+    assert min(latency["ms_per_image"].values()) > 0 and latency["compiled_first_call_s"] > 0
 
 
 def test_step_flops_count_forward_and_backward():
@@ -38,14 +39,20 @@ def test_time_to_accuracy_reads_a_finished_run(tmp_path):
 
 
 def test_data_is_compared_with_the_step_the_profile_really_runs():
-    def fake_steps(name, batches):
-        return [{"profile": name, "batch": b, "bf16": bf, "channels_last": cl,
-                 "images_per_s": 100.0 * b + 1000 * bf + 10 * cl}
-                for b in batches for bf in (False, True) for cl in (False, True)]
     classroom, paper = get_profile("classroom"), get_profile("paper")
-    steps = fake_steps("classroom", (32, 64, 128)) + fake_steps("paper", (16, 32))
-    mine = bench.data_over_step(2000.0, steps, classroom)  # its own batch and modes
-    assert (mine["batch"], mine["bf16"], mine["channels_last"]) == (64, classroom.bf16, classroom.channels_last)
-    assert mine["ratio"] == 2000.0 / (6400 + 1000 * classroom.bf16 + 10 * classroom.channels_last)
-    theirs = bench.data_over_step(2000.0, steps, paper)  # batch 128 not measured: the largest that was
-    assert theirs["batch"] == 32 and theirs["bf16"] == paper.bf16
+    assert bench.feeding_batch(classroom, (32, 64, 128)) == classroom.batch_size == 64  # its own batch
+    assert paper.batch_size not in (16, 32) and bench.feeding_batch(paper, (16, 32)) == 32  # else the largest
+
+
+def test_the_table_prints_every_figure_of_a_result():
+    step = {"profile": "classroom", "batch": 64, "bf16": True, "channels_last": True, "images_per_s": 1000.0,
+            "gflop_per_s": 500.0, "matmul_limit_beside": 800.0, "fraction_of_matmul_limit": 0.625}
+    result = {"threads": 2, "matmul_gflop_per_s": {"fp32": 300.0, "bf16": 900.0}, "train_steps": [step],
+              "data_beside_step": {"classroom": {"samples_per_s_one_core": 5000.0, "step_images_per_s": 1000.0,
+                                                 "ratio": 5.0, "batch": 64, "bf16": True, "channels_last": True}},
+              "cascade_inference": {"paper": {"ms_per_image": {"fp32": 400.0, "bf16": 200.0, "bf16_compiled": 99.0},
+                                              "compiled_first_call_s": 12.0}},
+              "time_to_accuracy": None}
+    text = bench.table(result)
+    for figure in ("62%", "5.0× the step it feeds", "bf16_compiled 99.0", "12 s", "no finished `make demo`"):
+        assert figure in text
