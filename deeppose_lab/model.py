@@ -165,14 +165,28 @@ class DeepPoseNet(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         """Float RGB (B, 3, S, S) in [0, 1] → (B, 2k) normalised coordinates x0, y0, x1, y1, …"""
         check_input(x, self.input_size)
-        # (x − mean) / std as one pass, x · (1/std) − mean/std: on a CPU the two separate passes over every
-        # pixel cost as much as a tenth of a classroom network's inference.
-        x = torch.addcmul(-self.mean / self.std, x, 1.0 / self.std)
-        return self.head(self.features(x))
+        return self.head(self.features(normalise_input(x, self.mean, self.std)))
 
     def predict_normalised(self, x: Tensor) -> Tensor:
         """(B, k, 2) joints in box-normalised coordinates; leaves train/eval and grad mode to the caller."""
         return to_joints(self(x))
+
+
+def normalise_input(x: Tensor, mean: Tensor, std: Tensor) -> Tensor:
+    """(x − mean) / std per channel, as ONE pass: x · (1/std) − mean/std (two passes cost as much as a tenth of a
+    classroom network's inference on a CPU).
+
+    Channels_last input (what training and the crops feed) is (r, g, b) × W along each memory row, and a
+    3-vector broadcast over that innermost dimension ran about 4× slower (batch 64 at 112 px: 2.0 ms against
+    0.5 ms): so there the constants are tiled to a whole row first. Same numbers, same layout out.
+    """
+    scale, shift = 1.0 / std, -mean / std
+    b, c, h, w = x.shape
+    if c == 3 and not x.is_contiguous() and x.is_contiguous(memory_format=torch.channels_last):
+        rows = x.permute(0, 2, 3, 1).reshape(b, h, w * c)  # a view of the NHWC memory
+        out = torch.addcmul(shift.reshape(c).repeat(w), rows, scale.reshape(c).repeat(w))
+        return out.view(b, h, w, c).permute(0, 3, 1, 2)
+    return torch.addcmul(shift, x, scale)
 
 
 def check_args(num_joints: int, width: float, dropout: float, channels: Sequence[int]) -> None:

@@ -14,6 +14,7 @@ from torch import nn
 
 from deeppose_lab.model import (
     IMAGENET_MEAN,
+    IMAGENET_STD,
     PAPER_LAYERS,
     TORCHVISION_CHANNELS,
     DeepPoseNet,
@@ -22,6 +23,7 @@ from deeppose_lab.model import (
     format_layer_table,
     layer_table,
     load_torchvision_alexnet,
+    normalise_input,
     paper_layers,
     to_joints,
 )
@@ -175,6 +177,18 @@ def test_input_is_normalised_with_imagenet_statistics() -> None:
     with torch.no_grad():
         model(mean_image)
     assert seen[0].abs().max() < 1e-6
+
+
+def test_channels_last_input_is_normalised_to_the_same_numbers_and_layout() -> None:
+    model = small().eval()
+    x = torch.rand(2, 3, 64, 64)
+    plain = normalise_input(x, model.mean, model.std)
+    fast = normalise_input(x.contiguous(memory_format=torch.channels_last), model.mean, model.std)
+    assert torch.equal(plain, fast) and fast.is_contiguous(memory_format=torch.channels_last)
+    expected = (x - torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1)) / torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)
+    torch.testing.assert_close(plain, expected)  # and per channel: r, g, b not mixed up along the row
+    odd = x.contiguous(memory_format=torch.channels_last)[:, :, ::2]  # other strides take the plain path
+    torch.testing.assert_close(normalise_input(odd, model.mean, model.std), expected[:, :, ::2])
 
 
 def test_normalisation_buffers_stay_out_of_state_dict() -> None:
