@@ -113,8 +113,8 @@ def add_profile_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
-COMPILE_HELP = ("torch.compile the networks: about 10 s per network first (needs a C compiler), then the paper "
-                "cascade runs about twice as fast; worth it for a test set, not for one image")
+COMPILE_HELP = ("torch.compile the networks: seconds of compiling first (needs a C compiler), then the paper "
+                "cascade runs 1.3-1.9 times as fast; worth it for a test set, not for one image")
 
 
 def build_parser() -> argparse.ArgumentParser:
