@@ -23,7 +23,7 @@ from .crops import CropItem, inference_box, loss_weight, to_tensor
 from .datasets import PoseDataset
 from .geometry import Augmentation, box_to_crop, cascade_boxes, crop_sample, make_box, uncrop_joints, warp_image
 from .sample import Sample
-from .skeleton import NUM_JOINTS, flip_permutation, torso_diameter
+from .skeleton import FLIP, NUM_JOINTS, torso_diameter
 from .train import autocast
 
 MIN_DIAM = 1.0  # pixels: the last-resort floor of diam(y)
@@ -126,7 +126,7 @@ class RefineCrops:
         only_joint = np.zeros(NUM_JOINTS, dtype=np.float32)
         only_joint[joint] = 1.0
         if t.flipped:
-            only_joint = only_joint[flip_permutation()]
+            only_joint = only_joint[FLIP]
         return CropItem(crop, target.astype(np.float32), only_joint * loss_weight(vis, self.mask_hidden), t.colour)
 
 
@@ -152,7 +152,7 @@ def run_model(model: nn.Module, crops: np.ndarray, batch_size: int = 128, bf16: 
         return torch.cat(outs).view(len(crops), NUM_JOINTS, 2).numpy().astype(np.float64)
     halves = [o.view(2, -1, NUM_JOINTS, 2) for o in outs]
     plain = torch.cat([h[0] for h in halves]).numpy().astype(np.float64)
-    mirrored = torch.cat([h[1] for h in halves]).numpy().astype(np.float64)[:, flip_permutation()]
+    mirrored = torch.cat([h[1] for h in halves]).numpy().astype(np.float64)[:, FLIP]
     mirrored[..., 0] *= -1.0
     return (plain + mirrored) / 2.0
 

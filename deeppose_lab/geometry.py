@@ -14,10 +14,9 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from .skeleton import flip_permutation, torso_diameter
+from .skeleton import FLIP, torso_diameter
 
 FILL_VALUE = (0, 0, 0)
-FLIP = flip_permutation()
 
 
 def make_box(cx: float, cy: float, w: float, h: float) -> np.ndarray:

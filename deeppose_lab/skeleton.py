@@ -55,6 +55,10 @@ def flip_permutation() -> np.ndarray:
     return perm
 
 
+FLIP = flip_permutation()  # the same, computed once for per-crop code; read-only
+FLIP.setflags(write=False)
+
+
 def torso_diameter(joints: np.ndarray) -> np.ndarray:
     """diam(y): Euclidean distance between left shoulder and right hip, for (..., 14, 2) arrays."""
     a, b = TORSO_PAIR

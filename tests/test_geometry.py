@@ -15,7 +15,15 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from deeppose_lab import geometry as g
-from deeppose_lab.skeleton import FLIP_PAIRS, JOINT_NAMES, NUM_JOINTS, TORSO_PAIR, flip_permutation, torso_diameter
+from deeppose_lab.skeleton import (
+    FLIP,
+    FLIP_PAIRS,
+    JOINT_NAMES,
+    NUM_JOINTS,
+    TORSO_PAIR,
+    flip_permutation,
+    torso_diameter,
+)
 
 # A person about 100 px tall, standing in a 160×120 (h×w) picture, in internal pixel coordinates.
 POSE = np.array(
@@ -66,6 +74,7 @@ def test_flip_permutation_swaps_left_and_right_names():
         mirrored = name.replace("r_", "x_").replace("l_", "r_").replace("x_", "l_")
         assert JOINT_NAMES[perm[i]] == mirrored
     assert len({j for pair in FLIP_PAIRS for j in pair}) == 12  # neck and head top stay put
+    assert np.array_equal(FLIP, perm) and not FLIP.flags.writeable  # the shared copy cannot be scribbled on
 
 
 def test_torso_diameter_is_left_shoulder_to_right_hip():
