@@ -75,6 +75,7 @@ class PersonCrops:
                  margin: float = 0.15, mask_hidden: bool = True) -> None:
         self.dataset, self.size, self.augment = dataset, size, augment
         self.box, self.margin, self.mask_hidden = box, margin, mask_hidden
+        self._boxes: dict[int, np.ndarray] = {}  # each image's box, made once: it depends on the sample alone
 
     def __len__(self) -> int:
         return len(self.dataset)
@@ -82,7 +83,10 @@ class PersonCrops:
     def item(self, index: int, rng: np.random.Generator | None) -> CropItem:
         sample = self.dataset[index]
         aug = self.augment if rng is not None else Augmentation.none()
-        box = training_box(sample, self.box, self.margin)
+        box = self._boxes.get(index)
+        if box is None:
+            box = self._boxes[index] = training_box(sample, self.box, self.margin)
+            box.setflags(write=False)
         crop, target, vis, t = crop_sample(sample.image, sample.joints, sample.visible, box, self.size, aug, rng)
         return CropItem(crop, target.astype(np.float32), loss_weight(vis, self.mask_hidden), t.colour)
 
@@ -139,6 +143,14 @@ def prefetched(items: Iterator[T]) -> Iterator[T]:
             yield item
 
 
+def item_rng(seed: int, epoch: int, index: int) -> np.random.Generator:
+    """Item ``index``'s random stream in ``epoch``: ``default_rng([seed, epoch, 1, index])``, built from a uint32
+    array when the numbers fit, which gives the same stream a third faster (NumPy checks a list's Python ints one
+    by one, and this runs for every training crop)."""
+    key = (seed, epoch, 1, index)
+    return np.random.default_rng(np.array(key, np.uint32) if 0 <= min(key) and max(key) < 2**32 else list(key))
+
+
 def batches(source: CropSource, indices: np.ndarray, batch_size: int, seed: int | None = None, epoch: int = 0
             ) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
     """Collated batches over ``indices``; ``seed`` None means no augmentation (validation and test).
@@ -148,6 +160,5 @@ def batches(source: CropSource, indices: np.ndarray, batch_size: int, seed: int 
     """
     for start in range(0, len(indices), batch_size):
         chunk = indices[start:start + batch_size]
-        items = [source.item(int(i), None if seed is None else np.random.default_rng([seed, epoch, 1, int(i)]))
-                 for i in chunk]
+        items = [source.item(int(i), None if seed is None else item_rng(seed, epoch, int(i))) for i in chunk]
         yield collate(items)

@@ -8,6 +8,7 @@ composed into that matrix rather than applied as separate resamplings.
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 
@@ -194,8 +195,8 @@ class Augmentation:
     def none() -> Augmentation:
         return Augmentation()
 
-    @property
-    def is_identity(self) -> bool:
+    @functools.cached_property
+    def is_identity(self) -> bool:  # cached: asked for every training crop
         return self == Augmentation.none()
 
 
@@ -260,9 +261,10 @@ def colour_jitter(amount: float, rng: np.random.Generator) -> np.ndarray:
     """Photometric noise that moves no joint, as (4,) float32: a per-channel gain in [1 − amount, 1 + amount]
     for red, green, blue, then a brightness offset of up to ``amount``·255 grey levels (``crops.to_tensor``
     applies it and clips to the valid range)."""
-    gain = rng.uniform(1.0 - amount, 1.0 + amount, size=3)
-    offset = rng.uniform(-amount, amount) * 255.0
-    return np.array([gain[0], gain[1], gain[2], offset], dtype=np.float32)
+    jitter = np.empty(4, dtype=np.float32)
+    jitter[:3] = rng.uniform(1.0 - amount, 1.0 + amount, size=3)
+    jitter[3] = rng.uniform(-amount, amount) * 255.0
+    return jitter
 
 
 def uncrop_joints(normalised: np.ndarray, matrix: np.ndarray, size: int) -> np.ndarray:

@@ -14,7 +14,7 @@ import torch
 
 from deeppose_lab import train as train_mod
 from deeppose_lab.checkpoint import CheckpointError, load_checkpoint
-from deeppose_lab.crops import PersonCrops, batches, epoch_order, prefetched, to_tensor
+from deeppose_lab.crops import PersonCrops, batches, epoch_order, item_rng, prefetched, to_tensor
 from deeppose_lab.geometry import Augmentation
 from deeppose_lab.model import DeepPoseNet
 from deeppose_lab.synthetic import SyntheticPoses
@@ -297,6 +297,24 @@ def test_training_items_depend_on_seed_epoch_and_index_only(poses):
     other_epoch = next(batches(source, order, 16, seed=3, epoch=2))
     assert not torch.equal(other_epoch[0], by16[0])  # each epoch draws new augmentations
 
+
+
+@pytest.mark.parametrize("seed, epoch, index", [(0, 0, 0), (1003, 159, 9999), (2**32, 1, 5), (7, 2, 2**40)])
+def test_item_rng_is_the_documented_stream_for_small_and_huge_keys(seed, epoch, index):
+    # the fast uint32 seeding must not change a training run's random draws, and keys past 32 bits still work
+    expected = np.random.default_rng([seed, epoch, 1, index]).random(6)
+    assert np.array_equal(item_rng(seed, epoch, index).random(6), expected)
+
+
+def test_person_crops_remember_each_box_read_only_and_crop_as_a_fresh_source_does(poses):
+    used, fresh = PersonCrops(poses, SIZE, AUG, box="person"), PersonCrops(poses, SIZE, AUG, box="person")
+    first = [used.item(i, item_rng(3, 0, i)) for i in range(4)]
+    again = [used.item(i, item_rng(3, 1, i)) for i in range(4)]  # boxes now come from the cache
+    other = [fresh.item(i, item_rng(3, 1, i)) for i in range(4)]
+    for a, b in zip(again, other, strict=True):
+        assert np.array_equal(a.crop, b.crop) and np.array_equal(a.target, b.target)
+    assert not np.array_equal(first[0].crop, again[0].crop)  # the epoch's augmentation, not a cached crop
+    assert all(not box.flags.writeable for box in used._boxes.values()) and len(used._boxes) == 4
 
 def test_prefetched_batches_are_the_same_batches_and_errors_still_surface(poses):
     source = PersonCrops(poses, SIZE, AUG)
