@@ -66,7 +66,8 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
     from .report import markdown_table
     from .runs import evaluate_run
 
-    results = evaluate_run(args.run_dir, args.data, args.out, args.stages, compile=args.compile)
+    results = evaluate_run(args.run_dir, args.data, args.out, args.stages, compile=args.compile,
+                           flip_test=False if args.no_flip else None)
     print(markdown_table(results, results.get("baseline")))
 
 
@@ -87,7 +88,8 @@ def cmd_predict(args: argparse.Namespace) -> None:
     from .predict import predict_images
 
     box = parse_box(args.box) if args.box else None
-    written = predict_images(args.run_dir, [Path(p) for p in args.images], args.out, box, args.stages, args.compile)
+    written = predict_images(args.run_dir, [Path(p) for p in args.images], args.out, box, args.stages, args.compile,
+                             False if args.no_flip else None)
     print(f"poses drawn and coordinates written to {written}/ (predictions.json, predictions.npz, *_pose.png)")
 
 
@@ -115,6 +117,8 @@ def add_profile_args(p: argparse.ArgumentParser) -> None:
 
 COMPILE_HELP = ("torch.compile the networks: seconds of compiling first (needs a C compiler), then the paper "
                 "cascade runs 1.3-1.9 times as fast; worth it for a test set, not for one image")
+NO_FLIP_HELP = ("no flip averaging at test time, as in the paper, whatever the run's profile says: the classroom "
+                "cascade then predicts from half as many crops, a little less accurately")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -140,6 +144,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default=None, help="report folder (default RUN_DIR/report)")
     p.add_argument("--stages", type=int, default=None)
     p.add_argument("--compile", action="store_true", help=COMPILE_HELP)
+    p.add_argument("--no-flip", action="store_true", help=NO_FLIP_HELP)
     p.set_defaults(func=cmd_evaluate)
 
     p = sub.add_parser("predict", help="run the cascade on your images, draw the pose, write coordinates")
@@ -149,6 +154,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default=None, help="output folder (default RUN_DIR/predict)")
     p.add_argument("--stages", type=int, default=None)
     p.add_argument("--compile", action="store_true", help=COMPILE_HELP)
+    p.add_argument("--no-flip", action="store_true", help=NO_FLIP_HELP)
     p.set_defaults(func=cmd_predict)
 
     p = sub.add_parser("download", help="fetch and verify LSP or LSP-extended")

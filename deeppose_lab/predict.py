@@ -40,9 +40,12 @@ class UnlabelledImages(PoseDataset):
 
 
 def predict_images(run_dir: Path | str, paths: Sequence[Path], out: Path | str | None = None,
-                   box: np.ndarray | None = None, stages: int | None = None, compile: bool = False) -> Path:
-    """Predict every image (with ``box`` [cx, cy, w, h] or the whole image), draw and export; returns the folder."""
-    cascade = load_cascade(run_dir, stages, compile)
+                   box: np.ndarray | None = None, stages: int | None = None, compile: bool = False,
+                   flip_test: bool | None = None) -> Path:
+    """Predict every image (with ``box`` [cx, cy, w, h] or the whole image), draw and export; returns the folder.
+
+    ``compile`` and ``flip_test`` as in ``runs.load_cascade``."""
+    cascade = load_cascade(run_dir, stages, compile, flip_test)
     images = UnlabelledImages(paths)
     for i in range(len(images)):
         images.image(i)  # decode now, so a bad file is named before any work is done

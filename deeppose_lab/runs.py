@@ -289,10 +289,17 @@ def load_stage(run_dir: Path, stage: int, input_size: int | None = None) -> tupl
     return model.eval(), ckpt
 
 
-def load_cascade(run_dir: Path | str, stages: int | None = None, compile: bool = False) -> Cascade:
-    """Every finished stage in ``run_dir`` (or the first ``stages``), ready to predict."""
+def load_cascade(run_dir: Path | str, stages: int | None = None, compile: bool = False,
+                 flip_test: bool | None = None) -> Cascade:
+    """Every finished stage in ``run_dir`` (or the first ``stages``), ready to predict.
+
+    ``flip_test`` overrides the run's test-time flip averaging (None keeps it). It is a test-time choice, so
+    ``False`` (``--no-flip``) evaluates any run as the paper did, without mirrored crops, in half the time.
+    """
     run_dir = Path(run_dir)
     profile = Profile.from_dict(read_run(run_dir)["profile"])
+    if flip_test is not None:
+        profile = profile.replace(flip_test=flip_test)
     model1, _ = load_stage(run_dir, 1, profile.input_size)
     refiners = []
     s = 2
@@ -315,21 +322,25 @@ def mean_pose_baseline(train: PoseDataset, test: PoseDataset) -> np.ndarray:
 
 
 def evaluate_run(run_dir: Path | str, data: str | None = None, out: Path | str | None = None,
-                 stages: int | None = None, log: Log = print, compile: bool = False) -> dict[str, Any]:
-    """Run every stage on the test split and write the report (JSON, markdown table, PDJ plot, best/worst)."""
+                 stages: int | None = None, log: Log = print, compile: bool = False,
+                 flip_test: bool | None = None) -> dict[str, Any]:
+    """Run every stage on the test split and write the report (JSON, markdown table, PDJ plot, best/worst).
+
+    ``compile`` and ``flip_test`` as in ``load_cascade``; the report records the flip averaging used."""
     from .report import write_report
 
     run_dir = Path(run_dir)
     meta = read_run(run_dir)
     profile = Profile.from_dict(meta["profile"])
     splits = load_data(data or meta["data"], profile, log)
-    cascade = load_cascade(run_dir, stages, compile)
+    cascade = load_cascade(run_dir, stages, compile, flip_test)
     tic = time.perf_counter()
     preds = cascade.predict(splits.test)
     seconds = time.perf_counter() - tic
     baseline = mean_pose_baseline(splits.train, splits.test)
     report_meta = {"run": str(run_dir), "profile": profile.name, "data": splits.name, "stages": cascade.stages,
-                   "training_seconds": meta.get("stages", {}), "inference_ms_per_image": 1000 * seconds / len(preds[0])}
+                   "flip_test": cascade.flip_test, "training_seconds": meta.get("stages", {}),
+                   "inference_ms_per_image": 1000 * seconds / len(preds[0])}
     out = Path(out) if out is not None else run_dir / "report"
     results = write_report(out, preds, splits.test, report_meta, baseline_preds=baseline)
     log(f"report written to {out}/ (report.md, report.json, pdj.png, best_worst.png, predictions.npz)")

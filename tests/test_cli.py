@@ -8,6 +8,7 @@ folder for the whole module, so ``auto`` means the synthetic people and no real 
 from __future__ import annotations
 
 import json
+import shutil
 
 import numpy as np
 import pytest
@@ -90,6 +91,31 @@ def test_predict_on_png_files_with_and_without_a_box(run_dir, pngs, tmp_path, ca
             outputs[folder] = npz["joints"]
     assert not np.allclose(outputs[whole], outputs[boxed])  # the box changes what stage 1 sees
 
+
+
+def test_no_flip_evaluates_and_predicts_a_flip_averaging_run_as_the_paper_did(run_dir, pngs, tmp_path, capsys):
+    flipping = tmp_path / "flipping"  # the same networks, recorded as trained with flip averaging at test time
+    shutil.copytree(run_dir, flipping, ignore=shutil.ignore_patterns("report", "predict"))
+    meta = json.loads((flipping / "run.json").read_text())
+    meta["profile"]["flip_test"] = True
+    (flipping / "run.json").write_text(json.dumps(meta))
+    joints = {}
+    for name, folder, extra in (("plain", run_dir, []), ("flip", flipping, []), ("no-flip", flipping, ["--no-flip"])):
+        out = tmp_path / f"report-{name}"
+        assert main(["evaluate", str(folder), "--out", str(out), *extra]) == 0
+        assert json.loads((out / "report.json").read_text())["meta"]["flip_test"] is (name == "flip")
+        with np.load(out / "predictions.npz", allow_pickle=False) as npz:
+            joints[name] = npz["joints"]
+    np.testing.assert_array_equal(joints["no-flip"], joints["plain"])  # the override, not another network
+    assert not np.allclose(joints["flip"], joints["plain"])
+    predicted = {}
+    for extra in ([], ["--no-flip"]):
+        out = tmp_path / f"predict{len(extra)}"
+        assert main(["predict", str(flipping), *map(str, pngs), "--out", str(out), *extra]) == 0
+        with np.load(out / "predictions.npz", allow_pickle=False) as npz:
+            predicted[len(extra)] = npz["joints"]
+    assert not np.allclose(predicted[0], predicted[1])
+    assert runs.load_cascade(flipping).flip_test and not runs.load_cascade(flipping, flip_test=False).flip_test
 
 def test_unknown_profile_is_a_user_error(tmp_path, capsys):
     assert main(["train", "--profile", "nope", "--out", str(tmp_path / "r")]) == 2
