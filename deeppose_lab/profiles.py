@@ -24,7 +24,7 @@ What ``classroom`` changes from the paper, and why (measured on LSP, see the REA
 
 Speed options every profile shares: ``channels_last`` (weights and crops in NHWC order, oneDNN's fast layout;
 with it and the fused optimiser the classroom bf16 step went from about 540 to about 1 000 images/s, batch
-64), and ``bf16`` where the profile says so. The whole classroom cascade trains on LSP in 14 to 17 minutes on a
+64), and ``bf16`` where the profile says so. The whole classroom cascade trains on LSP in 14 to 18 minutes on a
 2-core CPU (``make demo``; the README has the numbers).
 
 Loss masking: ``mask_hidden`` drops hidden joints from the loss. LSP labels its occluded joints with
