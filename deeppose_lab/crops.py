@@ -8,6 +8,7 @@ batching, is this one mechanism, so a fix here fixes every stage.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -149,6 +150,23 @@ def item_rng(seed: int, epoch: int, index: int) -> np.random.Generator:
     by one, and this runs for every training crop)."""
     key = (seed, epoch, 1, index)
     return np.random.default_rng(np.array(key, np.uint32) if 0 <= min(key) and max(key) < 2**32 else list(key))
+
+
+def usable_cores() -> int:
+    """CPU cores this process may run on (its affinity mask where the OS has one)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
+def helper_has_a_core(device: torch.device) -> bool:
+    """Whether a ``prefetched`` helper thread overlaps the training step rather than competing with it: yes on a
+    GPU, or where torch's threads (times the processes torchrun started on this machine) leave a core free.
+
+    Where every core runs the step, the helper steals one in the middle of its parallel loops: on a 2-core CPU
+    stage-1 training ran at 330–443 crops/s with the helper and 417–545 without (8-epoch runs in alternation).
+    """
+    if device.type != "cpu":
+        return True
+    return torch.get_num_threads() * int(os.environ.get("LOCAL_WORLD_SIZE", "1")) < usable_cores()
 
 
 def batches(source: CropSource, indices: np.ndarray, batch_size: int, seed: int | None = None, epoch: int = 0

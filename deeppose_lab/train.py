@@ -22,7 +22,7 @@ from torch.nn.parallel import DistributedDataParallel
 from tqdm.auto import tqdm
 
 from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint
-from .crops import CropSource, batches, epoch_order, prefetched
+from .crops import CropSource, batches, epoch_order, helper_has_a_core, prefetched
 from .distributed import barrier, default_device, mean_over_ranks, rank_and_world
 from .model import DeepPoseNet
 
@@ -192,7 +192,8 @@ def run_epoch(model: nn.Module, optimizer: torch.optim.Optimizer, train: CropSou
     order = epoch_order(len(train), s.seed + 1000 * stage, epoch, shuffle=True)
     order = order[: len(order) - len(order) % world][rank::world]
     total, count = 0.0, 0
-    local_batches = prefetched(batches(train, order, s.batch_size // world, s.seed + 1000 * stage, epoch))
+    made = batches(train, order, s.batch_size // world, s.seed + 1000 * stage, epoch)
+    local_batches = prefetched(made) if helper_has_a_core(device) else made  # the same batches either way
     for step, (crops, target, weight) in enumerate(local_batches):
         crops, target, weight = (t.to(device, non_blocking=True) for t in (crops, target, weight))
         for group in optimizer.param_groups:

@@ -12,9 +12,18 @@ import numpy as np
 import pytest
 import torch
 
+from deeppose_lab import crops as crops_mod
 from deeppose_lab import train as train_mod
 from deeppose_lab.checkpoint import CheckpointError, load_checkpoint
-from deeppose_lab.crops import PersonCrops, batches, epoch_order, item_rng, prefetched, to_tensor
+from deeppose_lab.crops import (
+    PersonCrops,
+    batches,
+    epoch_order,
+    helper_has_a_core,
+    item_rng,
+    prefetched,
+    to_tensor,
+)
 from deeppose_lab.geometry import Augmentation
 from deeppose_lab.model import DeepPoseNet
 from deeppose_lab.synthetic import SyntheticPoses
@@ -334,6 +343,34 @@ def test_prefetched_batches_are_the_same_batches_and_errors_still_surface(poses)
     with pytest.raises(ValueError, match="bad image 7"):
         next(got)
 
+
+
+@pytest.mark.parametrize("threads, processes, cores, device, expected", [
+    (2, "1", 2, "cpu", False),  # this machine: both cores run the step, a helper would steal one
+    (2, "1", 4, "cpu", True),
+    (1, "2", 2, "cpu", False),  # torchrun's two CPU processes already fill two cores
+    (4, "1", 2, "cuda", True),  # the step runs on the GPU: the CPU is free for data
+])
+def test_the_helper_thread_runs_only_where_it_has_a_core(monkeypatch, threads, processes, cores, device, expected):
+    monkeypatch.setattr(crops_mod, "usable_cores", lambda: cores)
+    monkeypatch.setattr(torch, "get_num_threads", lambda: threads)
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", processes)
+    assert helper_has_a_core(torch.device(device)) is expected
+
+
+@pytest.mark.parametrize("has_core", [True, False])
+def test_training_uses_the_helper_thread_as_the_rule_says_and_learns_the_same(tmp_path, monkeypatch, poses, has_core):
+    used = []
+    real = train_mod.prefetched
+    monkeypatch.setattr(train_mod, "prefetched", lambda items: used.append(1) or real(items))
+    monkeypatch.setattr(train_mod, "helper_has_a_core", lambda device: has_core)
+    model = tiny_net()
+    fit(model, PersonCrops(poses, SIZE, AUG), None, settings(epochs=2), tmp_path / "s.pt", progress=False)
+    assert len(used) == (2 if has_core else 0)
+    monkeypatch.setattr(train_mod, "helper_has_a_core", lambda device: not has_core)
+    other = tiny_net()
+    fit(other, PersonCrops(poses, SIZE, AUG), None, settings(epochs=2), tmp_path / "t.pt", progress=False)
+    assert_same_weights(state(model), state(other))
 
 def test_training_never_mutates_the_cached_label_arrays(tmp_path, poses):
     assert not poses.joints.flags.writeable and not poses.visible.flags.writeable
