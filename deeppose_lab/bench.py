@@ -168,7 +168,7 @@ def run_all(quick: bool, run_dir: Path) -> dict:
                               "channels_last": profile.channels_last}
     out["train_steps"] = steps
     out["data_beside_step"] = data
-    no_flip = classroom.replace(flip_test=False)  # --no-flip: half the crops, as the paper predicted
+    no_flip = classroom.replace(flip_test=False)  # --no-flip: half the crops, no mirrors, as in the paper
     out["cascade_inference"] = {name: inference_latencies(p, n) for name, p, n in (
         ("classroom", classroom, 8), ("classroom --no-flip", no_flip, 8), ("paper", paper, 2))}
     out["time_to_accuracy"] = time_to_accuracy(run_dir)

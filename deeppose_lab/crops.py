@@ -162,7 +162,8 @@ def helper_has_a_core(device: torch.device) -> bool:
     GPU, or where torch's threads (times the processes torchrun started on this machine) leave a core free.
 
     Where every core runs the step, the helper steals one in the middle of its parallel loops: on a 2-core CPU
-    stage-1 training ran at 330–443 crops/s with the helper and 417–545 without (8-epoch runs in alternation).
+    stage-1 training ran at 330–443 crops/s with the helper and 405–545 without (6 pairs of 6- and 8-epoch
+    runs, alternated; faster without in every pair).
     """
     if device.type != "cpu":
         return True
