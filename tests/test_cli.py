@@ -92,7 +92,6 @@ def test_predict_on_png_files_with_and_without_a_box(run_dir, pngs, tmp_path, ca
     assert not np.allclose(outputs[whole], outputs[boxed])  # the box changes what stage 1 sees
 
 
-
 def test_no_flip_evaluates_and_predicts_a_flip_averaging_run_as_the_paper_did(run_dir, pngs, tmp_path, capsys):
     flipping = tmp_path / "flipping"  # the same networks, recorded as trained with flip averaging at test time
     shutil.copytree(run_dir, flipping, ignore=shutil.ignore_patterns("report", "predict"))
@@ -116,6 +115,7 @@ def test_no_flip_evaluates_and_predicts_a_flip_averaging_run_as_the_paper_did(ru
             predicted[len(extra)] = npz["joints"]
     assert not np.allclose(predicted[0], predicted[1])
     assert runs.load_cascade(flipping).flip_test and not runs.load_cascade(flipping, flip_test=False).flip_test
+
 
 def test_unknown_profile_is_a_user_error(tmp_path, capsys):
     assert main(["train", "--profile", "nope", "--out", str(tmp_path / "r")]) == 2

@@ -307,7 +307,6 @@ def test_training_items_depend_on_seed_epoch_and_index_only(poses):
     assert not torch.equal(other_epoch[0], by16[0])  # each epoch draws new augmentations
 
 
-
 @pytest.mark.parametrize("seed, epoch, index", [(0, 0, 0), (1003, 159, 9999), (2**32, 1, 5), (7, 2, 2**40)])
 def test_item_rng_is_the_documented_stream_for_small_and_huge_keys(seed, epoch, index):
     # the fast uint32 seeding must not change a training run's random draws, and keys past 32 bits still work
@@ -324,6 +323,7 @@ def test_person_crops_remember_each_box_read_only_and_crop_as_a_fresh_source_doe
         assert np.array_equal(a.crop, b.crop) and np.array_equal(a.target, b.target)
     assert not np.array_equal(first[0].crop, again[0].crop)  # the epoch's augmentation, not a cached crop
     assert all(not box.flags.writeable for box in used._boxes.values()) and len(used._boxes) == 4
+
 
 def test_prefetched_batches_are_the_same_batches_and_errors_still_surface(poses):
     source = PersonCrops(poses, SIZE, AUG)
@@ -342,7 +342,6 @@ def test_prefetched_batches_are_the_same_batches_and_errors_still_surface(poses)
     assert next(got) == 1
     with pytest.raises(ValueError, match="bad image 7"):
         next(got)
-
 
 
 @pytest.mark.parametrize("threads, processes, cores, device, expected", [
@@ -371,6 +370,7 @@ def test_training_uses_the_helper_thread_as_the_rule_says_and_learns_the_same(tm
     other = tiny_net()
     fit(other, PersonCrops(poses, SIZE, AUG), None, settings(epochs=2), tmp_path / "t.pt", progress=False)
     assert_same_weights(state(model), state(other))
+
 
 def test_training_never_mutates_the_cached_label_arrays(tmp_path, poses):
     assert not poses.joints.flags.writeable and not poses.visible.flags.writeable
