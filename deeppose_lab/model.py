@@ -18,8 +18,9 @@ Choices the paper leaves open, made here and why:
 - LRN uses AlexNet's constants (n = 5, α = 1e-4, β = 0.75, k = 2); PyTorch divides α by n, so it gets 5e-4.
 - No grouped convolutions (AlexNet split conv2/4/5 over two GPUs); with k = 14 this gives ≈ 58.4 M parameters,
   almost all of them in F(4096) − F(4096).
-- The model takes float RGB in [0, 1] and normalises with ImageNet's mean/std itself (non-persistent buffers,
-  so state dicts hold only learned weights), which also makes torchvision's ImageNet weights drop in.
+- The model takes float RGB in [0, 1] (or uint8 RGB in 0–255) and normalises with ImageNet's mean/std itself
+  (non-persistent buffers, so state dicts hold only learned weights), which also makes torchvision's ImageNet
+  weights drop in.
 
 Output layout: (B, 2k) as x0, y0, x1, y1, …; ``to_joints`` reshapes it to (B, k, 2).
 """
@@ -163,30 +164,44 @@ class DeepPoseNet(nn.Module):
         return cls(**config)  # type: ignore[arg-type]
 
     def forward(self, x: Tensor) -> Tensor:
-        """Float RGB (B, 3, S, S) in [0, 1] → (B, 2k) normalised coordinates x0, y0, x1, y1, …"""
+        """Float RGB (B, 3, S, S) in [0, 1], or uint8 in 0–255 → (B, 2k) normalised coordinates x0, y0, x1, y1, …
+
+        Inference passes the uint8 crops themselves: they are normalised in one pass, straight into the dtype of
+        the first convolution's weights (bf16 for ``Cascade``'s bf16 copies), instead of a float conversion,
+        a division and a cast over the whole batch.
+        """
         check_input(x, self.input_size)
-        return self.head(self.features(normalise_input(x, self.mean, self.std)))
+        return self.head(self.features(normalise_input(x, self.mean, self.std, self.features.conv1.weight.dtype)))
 
     def predict_normalised(self, x: Tensor) -> Tensor:
         """(B, k, 2) joints in box-normalised coordinates; leaves train/eval and grad mode to the caller."""
         return to_joints(self(x))
 
 
-def normalise_input(x: Tensor, mean: Tensor, std: Tensor) -> Tensor:
+def normalise_input(x: Tensor, mean: Tensor, std: Tensor, uint8_to: torch.dtype = torch.float32) -> Tensor:
     """(x − mean) / std per channel, as ONE pass: x · (1/std) − mean/std (two passes cost as much as a tenth of a
-    classroom network's inference on a CPU).
+    classroom network's inference on a CPU); float32 out, autocast casts it where it is on.
+
+    uint8 input (0–255, what inference feeds) is cast and divided by 255 in place first, the numbers a float
+    crop would have, and comes out as ``uint8_to``: the batch is allocated once in float32 and once in
+    ``uint8_to``, not three times (measured: ``cascade.uint8_input``).
 
     Channels_last input (what training and the crops feed) is (r, g, b) × W along each memory row, and a
     3-vector broadcast over that innermost dimension ran about 4× slower (batch 64 at 112 px: 2.0 ms against
     0.5 ms): so there the constants are tiled to a whole row first. Same numbers, same layout out.
     """
     scale, shift = 1.0 / std, -mean / std
+    from_uint8 = x.dtype == torch.uint8
+    if from_uint8:
+        x = x.to(torch.float32).div_(255.0)  # keeps the strides: channels_last stays channels_last
     b, c, h, w = x.shape
     if c == 3 and not x.is_contiguous() and x.is_contiguous(memory_format=torch.channels_last):
         rows = x.permute(0, 2, 3, 1).reshape(b, h, w * c)  # a view of the NHWC memory
-        out = torch.addcmul(shift.reshape(c).repeat(w), rows, scale.reshape(c).repeat(w))
-        return out.view(b, h, w, c).permute(0, 3, 1, 2)
-    return torch.addcmul(shift, x, scale)
+        out = torch.addcmul(shift.reshape(c).repeat(w), rows, scale.reshape(c).repeat(w),
+                            out=rows if from_uint8 else None).view(b, h, w, c).permute(0, 3, 1, 2)
+    else:
+        out = torch.addcmul(shift, x, scale, out=x if from_uint8 else None)
+    return out.to(uint8_to) if from_uint8 else out
 
 
 def check_args(num_joints: int, width: float, dropout: float, channels: Sequence[int]) -> None:
@@ -201,9 +216,9 @@ def check_args(num_joints: int, width: float, dropout: float, channels: Sequence
 
 
 def check_input(x: Tensor, size: int) -> None:
-    """Fail with the likely cause: uint8 crops not converted, channels last, or the wrong crop size."""
-    if not x.is_floating_point():
-        raise TypeError(f"DeepPoseNet expects float input in [0, 1], got {x.dtype}; divide uint8 crops by 255")
+    """Fail with the likely cause: integer crops of another type, channels last, or the wrong crop size."""
+    if not (x.is_floating_point() or x.dtype == torch.uint8):
+        raise TypeError(f"DeepPoseNet expects float input in [0, 1] or uint8 in 0–255, got {x.dtype}")
     if x.dim() != 4 or x.shape[1] != 3 or x.shape[2] != size or x.shape[3] != size:
         raise ValueError(f"DeepPoseNet expects (B, 3, {size}, {size}) input, got {tuple(x.shape)}")
 

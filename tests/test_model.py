@@ -138,8 +138,8 @@ def test_too_small_input_and_bad_args_are_refused() -> None:
 
 def test_wrong_input_gives_a_clear_error() -> None:
     model = small()
-    with pytest.raises(TypeError, match="255"):
-        model(torch.zeros(1, 3, 64, 64, dtype=torch.uint8))
+    with pytest.raises(TypeError, match="uint8 in 0–255"):
+        model(torch.zeros(1, 3, 64, 64, dtype=torch.int64))  # e.g. labels or indices passed by mistake
     with pytest.raises(ValueError, match=r"\(B, 3, 64, 64\)"):
         model(torch.zeros(1, 64, 64, 3))
 
@@ -189,6 +189,21 @@ def test_channels_last_input_is_normalised_to_the_same_numbers_and_layout() -> N
     torch.testing.assert_close(plain, expected)  # and per channel: r, g, b not mixed up along the row
     odd = x.contiguous(memory_format=torch.channels_last)[:, :, ::2]  # other strides take the plain path
     torch.testing.assert_close(normalise_input(odd, model.mean, model.std), expected[:, :, ::2])
+
+
+@pytest.mark.parametrize("layout", [torch.channels_last, torch.contiguous_format])
+def test_uint8_input_gives_exactly_the_numbers_of_the_float_crop(layout: torch.memory_format) -> None:
+    model = small().eval()
+    pixels = torch.randint(0, 256, (3, 3, 64, 64), dtype=torch.uint8).contiguous(memory_format=layout)
+    as_float = pixels.float() / 255.0
+    expected = normalise_input(as_float, model.mean, model.std)
+    assert torch.equal(normalise_input(pixels, model.mean, model.std), expected)
+    bf16 = normalise_input(pixels, model.mean, model.std, torch.bfloat16)  # straight into the first conv's dtype
+    assert bf16.dtype == torch.bfloat16 and torch.equal(bf16, expected.bfloat16())
+    assert bf16.is_contiguous(memory_format=layout)
+    with torch.no_grad():
+        assert torch.equal(model(pixels), model(as_float))
+        assert pixels.sum() == pixels.clone().sum()  # the caller's crops are not written to
 
 
 def test_normalisation_buffers_stay_out_of_state_dict() -> None:
