@@ -13,7 +13,7 @@ from __future__ import annotations
 import argparse
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import cv2
@@ -31,20 +31,37 @@ from .train import FitSettings, autocast, make_optimizer, pose_loss
 
 def best_time(fn: Callable[[], object], repeats: int, warmup: int = 1) -> float:
     """The fastest of ``repeats`` timed calls (seconds): the least disturbed by whatever else runs."""
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(repeats):
-        tic = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - tic)
-    return min(times)
+    return interleaved_best([fn], repeats, warmup)[0]
+
+
+def interleaved_best(fns: Sequence[Callable[[], object]], rounds: int, warmup: int = 1) -> list[float]:
+    """The fastest time (seconds) of each function over ``rounds`` rounds that call them in turn.
+
+    A figure and the limit it is divided by are timed this way, so a fast or slow spell of the machine falls on
+    both: timed one after the other, the fp32 limit beside a step ranged from 194 to 431 GFLOP/s in one run.
+    """
+    for fn in fns:
+        for _ in range(warmup):
+            fn()
+    best = [float("inf")] * len(fns)
+    for _ in range(rounds):
+        for k, fn in enumerate(fns):
+            tic = time.perf_counter()
+            fn()
+            best[k] = min(best[k], time.perf_counter() - tic)
+    return best
+
+
+def matmul(dtype: torch.dtype, n: int = 2048) -> tuple[Callable[[], object], int]:
+    """An n×n by n×n matrix multiply and its FLOPs: the ceiling any network step is measured against."""
+    a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
+    return (lambda: a @ b), 2 * n**3
 
 
 def matmul_limit(dtype: torch.dtype, n: int = 2048, repeats: int = 5) -> float:
-    """GFLOP/s of an n×n by n×n matrix multiply: the ceiling any network step is measured against."""
-    a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
-    return 2 * n**3 / best_time(lambda: a @ b, repeats) / 1e9
+    """GFLOP/s of ``matmul``."""
+    fn, flops = matmul(dtype, n)
+    return flops / best_time(fn, repeats) / 1e9
 
 
 def step_flops(model: DeepPoseNet, batch: int) -> int:
@@ -56,8 +73,8 @@ def step_flops(model: DeepPoseNet, batch: int) -> int:
     return counter.get_total_flops()
 
 
-def train_step_rate(profile: Profile, batch: int, bf16: bool, channels_last: bool, repeats: int) -> dict:
-    """Images/s of a full optimiser step (forward, loss, backward, update) on random crops."""
+def train_step(profile: Profile, batch: int, bf16: bool, channels_last: bool) -> tuple[Callable[[], None], int]:
+    """A full optimiser step (forward, loss, backward, update) on random crops, and its FLOPs."""
     torch.manual_seed(0)
     model = build_stage_model(profile, 1).train()
     flops = step_flops(model, batch)
@@ -74,32 +91,32 @@ def train_step_rate(profile: Profile, batch: int, bf16: bool, channels_last: boo
         loss.backward()
         opt.step()
 
-    seconds = best_time(step, repeats)
+    return step, flops
+
+
+def step_figures(profile: Profile, batch: int, bf16: bool, channels_last: bool, seconds: float, flops: int) -> dict:
     return {"profile": profile.name, "batch": batch, "bf16": bf16, "channels_last": channels_last,
             "images_per_s": batch / seconds, "gflop_per_s": flops / seconds / 1e9, "step_gflop": flops / 1e9}
 
 
-def data_rate(profile: Profile, n: int = 256, repeats: int = 3) -> float:
-    """Samples/s of crop + augment + collate on ONE core, from images cached in memory as LSP's are in training.
+def data_pass(profile: Profile, n: int = 256) -> Callable[[], None]:
+    """Crop + augment + collate ``n`` samples on ONE core, from images cached in memory as LSP's are in training."""
+    data = SyntheticPoses(n, seed=1)
+    [data.image(i) for i in range(n)]
+    source = PersonCrops(data, profile.input_size, profile.augment)
 
-    The best of ``repeats`` passes, like the training step it is compared with: the least disturbed figure.
-    """
-    threads, cv_threads = torch.get_num_threads(), cv2.getNumThreads()
-    torch.set_num_threads(1)
-    cv2.setNumThreads(1)
-    try:
-        data = SyntheticPoses(n, seed=1)
-        [data.image(i) for i in range(n)]
-        source = PersonCrops(data, profile.input_size, profile.augment)
-
-        def one_pass() -> None:  # each batch dropped before the next, as the training loop does
+    def one_pass() -> None:  # each batch dropped before the next, as the training loop does
+        threads, cv_threads = torch.get_num_threads(), cv2.getNumThreads()
+        torch.set_num_threads(1)
+        cv2.setNumThreads(1)
+        try:
             for _ in batches(source, np.arange(n), 64, seed=0):
                 pass
+        finally:
+            torch.set_num_threads(threads)
+            cv2.setNumThreads(cv_threads)
 
-        return n / best_time(one_pass, repeats, warmup=0)
-    finally:
-        torch.set_num_threads(threads)
-        cv2.setNumThreads(cv_threads)
+    return one_pass
 
 
 def inference_latencies(profile: Profile, images: int, rounds: int = 2) -> dict:
@@ -117,12 +134,9 @@ def inference_latencies(profile: Profile, images: int, rounds: int = 2) -> dict:
         tic = time.perf_counter()
         cascade.predict(data)
         first[mode] = time.perf_counter() - tic
-    best = {mode: float("inf") for mode in cascades}
-    for _ in range(rounds):
-        for mode, cascade in cascades.items():
-            best[mode] = min(best[mode], best_time(lambda c=cascade: c.predict(data), 1, warmup=0))
+    best = interleaved_best([lambda c=cascade: c.predict(data) for cascade in cascades.values()], rounds, warmup=0)
     torch._dynamo.reset()  # each profile's graphs are its own; keep dynamo's recompile budget for the next
-    return {"ms_per_image": {m: 1000 * t / images for m, t in best.items()},
+    return {"ms_per_image": {m: 1000 * t / images for m, t in zip(cascades, best, strict=True)},
             "compiled_first_call_s": first["bf16_compiled"]}
 
 
@@ -145,10 +159,11 @@ def feeding_batch(profile: Profile, sizes: tuple[int, ...]) -> int:
 
 
 def run_all(quick: bool, run_dir: Path) -> dict:
-    """Every figure. The matrix-multiply limit is measured again beside each step and data beside the step it
-    feeds: this machine's speed drifts by 2× within minutes, so only figures taken together are compared."""
+    """Every figure. The matrix-multiply limit is timed in turn with each step and data with the step it feeds
+    (``interleaved_best``): this machine's speed drifts by 2× within minutes, so only figures taken together are
+    compared."""
     classroom, paper = get_profile("classroom"), get_profile("paper")
-    repeats = 2 if quick else 4
+    repeats = 2 if quick else 5
     out: dict = {"threads": torch.get_num_threads(),
                  "matmul_gflop_per_s": {"fp32": matmul_limit(torch.float32), "bf16": matmul_limit(torch.bfloat16)}}
     steps, data = [], {}
@@ -156,15 +171,19 @@ def run_all(quick: bool, run_dir: Path) -> dict:
         sizes = sizes[:1] if quick else sizes
         for batch in sizes:
             for bf16, cl in ((False, False), (True, False), (False, True), (True, True)):
-                limit = matmul_limit(torch.bfloat16 if bf16 else torch.float32, repeats=3)
-                step = train_step_rate(profile, batch, bf16, cl, repeats)
-                fraction = step["gflop_per_s"] / limit
-                steps.append(step | {"matmul_limit_beside": limit, "fraction_of_matmul_limit": fraction})
+                mm, mm_flops = matmul(torch.bfloat16 if bf16 else torch.float32)
+                step, flops = train_step(profile, batch, bf16, cl)
+                mm_s, step_s = interleaved_best([mm, step], repeats)
+                figures = step_figures(profile, batch, bf16, cl, step_s, flops)
+                limit = mm_flops / mm_s / 1e9
+                steps.append(figures | {"matmul_limit_beside": limit,
+                                        "fraction_of_matmul_limit": figures["gflop_per_s"] / limit})
         batch = feeding_batch(profile, sizes)
-        samples = data_rate(profile, 256 if profile is classroom else 64)
-        fed = train_step_rate(profile, batch, profile.bf16, profile.channels_last, repeats)
-        data[profile.name] = {"samples_per_s_one_core": samples, "step_images_per_s": fed["images_per_s"],
-                              "ratio": samples / fed["images_per_s"], "batch": batch, "bf16": profile.bf16,
+        n = 256 if profile is classroom else 64
+        fed, _ = train_step(profile, batch, profile.bf16, profile.channels_last)
+        data_s, fed_s = interleaved_best([data_pass(profile, n), fed], repeats)
+        data[profile.name] = {"samples_per_s_one_core": n / data_s, "step_images_per_s": batch / fed_s,
+                              "ratio": n / data_s / (batch / fed_s), "batch": batch, "bf16": profile.bf16,
                               "channels_last": profile.channels_last}
     out["train_steps"] = steps
     out["data_beside_step"] = data

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 
+import torch
+
 from deeppose_lab import bench
 from deeppose_lab.profiles import get_profile
 from deeppose_lab.runs import build_stage_model
@@ -11,13 +13,24 @@ from deeppose_lab.runs import build_stage_model
 
 def test_every_figure_is_measured_on_tiny_settings(tmp_path):
     smoke = get_profile("smoke")
-    assert bench.matmul_limit(__import__("torch").float32, n=64, repeats=1) > 0
-    step = bench.train_step_rate(smoke, batch=4, bf16=True, channels_last=False, repeats=1)
-    assert step["images_per_s"] > 0 and step["step_gflop"] > 0
-    assert bench.data_rate(smoke, n=8) > 0
+    mm, mm_flops = bench.matmul(torch.float32, n=64)
+    step, flops = bench.train_step(smoke, batch=4, bf16=True, channels_last=False)
+    threads = torch.get_num_threads()
+    mm_s, step_s, data_s = bench.interleaved_best([mm, step, bench.data_pass(smoke, n=8)], rounds=1)
+    assert torch.get_num_threads() == threads  # the one-core data pass gives the step its threads back
+    figures = bench.step_figures(smoke, 4, True, False, step_s, flops)
+    assert figures["images_per_s"] > 0 and figures["step_gflop"] > 0 and mm_flops / mm_s > 0 and data_s > 0
+    assert bench.matmul_limit(torch.float32, n=64, repeats=1) > 0
     latency = bench.inference_latencies(smoke, images=2, rounds=1)
     assert set(latency["ms_per_image"]) == {"fp32", "bf16", "bf16_compiled"}
     assert min(latency["ms_per_image"].values()) > 0 and latency["compiled_first_call_s"] > 0
+
+
+def test_figures_compared_with_each_other_are_timed_in_turn():
+    calls = []
+    best = bench.interleaved_best([lambda: calls.append("step"), lambda: calls.append("limit")], rounds=3)
+    assert calls == ["step", "limit"] * 4  # a warm-up call each, then three rounds taking turns
+    assert len(best) == 2 and all(t >= 0 for t in best)
 
 
 def test_step_flops_count_forward_and_backward():
