@@ -183,8 +183,7 @@ def predict_stage1(model: nn.Module, dataset: PoseDataset, size: int, boxes: np.
             mats.append(box_to_crop(box, size))
             crops.append(warp_image(sample.image, mats[-1], size))
         pred = run_model(model, np.stack(crops), batch_size, bf16, flip_test)
-        for k, n in enumerate(idx):
-            out[n] = uncrop_joints(pred[k], mats[k], size)
+        out[idx.start:idx.stop] = uncrop_joints(pred, np.stack(mats), size)
     return out
 
 
@@ -209,11 +208,10 @@ def refine(model: nn.Module, dataset: PoseDataset, previous: np.ndarray, sigma: 
             for box in cascade_boxes(previous[n], sigma, float(floors[n])):
                 mats.append(box_to_crop(box, size))
                 crops.append(warp_image(image, mats[-1], size))
-        pred = run_model(model, np.stack(crops), len(crops), bf16, flip_test).reshape(len(idx), NUM_JOINTS,
-                                                                                       NUM_JOINTS, 2)
-        for k, n in enumerate(idx):
-            for j in range(NUM_JOINTS):
-                out[n, j] = uncrop_joints(pred[k, j, j], mats[k * NUM_JOINTS + j], size)
+        pred = run_model(model, np.stack(crops), len(crops), bf16, flip_test).reshape(-1, NUM_JOINTS, NUM_JOINTS, 2)
+        own = pred[:, np.arange(NUM_JOINTS), np.arange(NUM_JOINTS)]  # crop j of an image moves joint j only
+        moved = uncrop_joints(own.reshape(-1, 1, 2), np.stack(mats), size)
+        out[idx.start:idx.stop] = moved.reshape(len(idx), NUM_JOINTS, 2)
     return out
 
 

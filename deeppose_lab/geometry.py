@@ -120,8 +120,11 @@ def horizontal_flip(size: int) -> np.ndarray:
 
 
 def apply_affine(matrix: np.ndarray, points: np.ndarray) -> np.ndarray:
-    """Apply a 3×3 affine matrix to (..., 2) points."""
+    """Apply a 3×3 affine matrix to (..., 2) points, or a stack of B matrices (B, 3, 3) to (B, K, 2) points,
+    each to its own (the cascade maps every crop's joints back in one call)."""
     pts = np.asarray(points, dtype=np.float64)
+    if matrix.ndim == 3:
+        return pts @ matrix[:, :2, :2].transpose(0, 2, 1) + matrix[:, None, :2, 2]
     return pts @ matrix[:2, :2].T + matrix[:2, 2]
 
 
@@ -268,5 +271,7 @@ def colour_jitter(amount: float, rng: np.random.Generator) -> np.ndarray:
 
 
 def uncrop_joints(normalised: np.ndarray, matrix: np.ndarray, size: int) -> np.ndarray:
-    """Network output (N-space, crop of ``matrix``) back to IMAGE coordinates: N⁻¹ through the inverse warp."""
+    """Network output (N-space, crop of ``matrix``) back to IMAGE coordinates: N⁻¹ through the inverse warp.
+
+    Also for a batch: (B, K, 2) outputs of B crops with their (B, 3, 3) matrices."""
     return apply_affine(np.linalg.inv(matrix), normalised_to_crop(normalised, size))

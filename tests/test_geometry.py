@@ -202,6 +202,17 @@ def test_uncrop_catches_offset_and_scale_bugs():
     assert np.abs(u * 64 + box[:2] - POSE).max() > 10  # crop-size scale instead of the box's
 
 
+def test_a_stack_of_crops_is_uncropped_each_by_its_own_matrix():
+    """The cascade maps all crops of a batch back in one call; each must use its own matrix, not a neighbour's."""
+    rng = np.random.default_rng(0)
+    mats = np.stack([g.box_to_crop(g.make_box(*rng.uniform(0, 200, 2), *rng.uniform(20, 90, 2)), 64,
+                                   rng.uniform(-40, 40)) for _ in range(6)])
+    outputs = rng.uniform(-0.6, 0.6, (6, 14, 2))
+    one_by_one = np.stack([g.uncrop_joints(u, m, 64) for u, m in zip(outputs, mats, strict=True)])
+    np.testing.assert_array_equal(g.uncrop_joints(outputs, mats, 64), one_by_one)
+    assert np.abs(one_by_one[1:] - g.uncrop_joints(outputs[1:], mats[:-1], 64)).max() > 1  # a shift shows
+
+
 def test_crop_sample_target_is_n_of_y_without_augmentation():
     img = np.zeros((160, 120, 3), dtype=np.uint8)
     box = g.make_box(60, 80, 90, 130)
