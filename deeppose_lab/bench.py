@@ -119,7 +119,7 @@ def data_pass(profile: Profile, n: int = 256) -> Callable[[], None]:
     return one_pass
 
 
-def inference_latencies(profile: Profile, images: int, rounds: int = 2) -> dict:
+def inference_latencies(profile: Profile, images: int, rounds: int = 5) -> dict:
     """Milliseconds per image for the whole cascade (all stages, all joints batched; untrained networks) in fp32,
     in bf16 and in bf16 compiled, timed in alternation (best of ``rounds``) so that a change in the machine's
     speed between them does not pass for a difference; plus the compiled cascade's first call (compiling)."""
