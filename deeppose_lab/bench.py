@@ -122,7 +122,9 @@ def data_pass(profile: Profile, n: int = 256) -> Callable[[], None]:
 def inference_latencies(profile: Profile, images: int, rounds: int = 5) -> dict:
     """Milliseconds per image for the whole cascade (all stages, all joints batched; untrained networks) in fp32,
     in bf16 and in bf16 compiled, timed in alternation (best of ``rounds``) so that a change in the machine's
-    speed between them does not pass for a difference; plus the compiled cascade's first call (compiling)."""
+    speed between them does not pass for a difference; plus the compiled cascade's first call (compiling) and
+    the bf16 matrix-multiply limit timed in the same rounds (its best moment: a short multiply can catch a fast
+    spell that a whole cascade does not)."""
     nets = (build_stage_model(profile, 1).eval(),
             [build_stage_model(profile, s).eval() for s in range(2, profile.stages + 1)])
     cascades = {"fp32": cascade_for(profile.replace(bf16=False), *nets),
@@ -134,10 +136,11 @@ def inference_latencies(profile: Profile, images: int, rounds: int = 5) -> dict:
         tic = time.perf_counter()
         cascade.predict(data)
         first[mode] = time.perf_counter() - tic
-    best = interleaved_best([lambda c=cascade: c.predict(data) for cascade in cascades.values()], rounds, warmup=0)
+    mm, mm_flops = matmul(torch.bfloat16)
+    *best, mm_s = interleaved_best([*(lambda c=c: c.predict(data) for c in cascades.values()), mm], rounds, warmup=0)
     torch._dynamo.reset()  # each profile's graphs are its own; keep dynamo's recompile budget for the next
     return {"ms_per_image": {m: 1000 * t / images for m, t in zip(cascades, best, strict=True)},
-            "compiled_first_call_s": first["bf16_compiled"]}
+            "compiled_first_call_s": first["bf16_compiled"], "bf16_matmul_limit_beside": mm_flops / mm_s / 1e9}
 
 
 def time_to_accuracy(run_dir: Path) -> dict | None:
@@ -209,7 +212,8 @@ def table(r: dict) -> str:
     for name, c in r["cascade_inference"].items():
         lines.append(f"cascade inference, {name}, ms/image: " + ", ".join(
             f"{mode} {ms:.1f}" for mode, ms in c["ms_per_image"].items())
-            + f" (compiling: {c['compiled_first_call_s']:.0f} s on the first call)")
+            + f" (compiling: {c['compiled_first_call_s']:.0f} s on the first call; bf16 limit meanwhile "
+              f"{c['bf16_matmul_limit_beside']:.0f} GFLOP/s)")
     t = r["time_to_accuracy"]
     lines.append("time to accuracy: " + (json.dumps(t) if t else "no finished `make demo` run in runs/demo"))
     return "\n".join(lines)

@@ -24,6 +24,7 @@ def test_every_figure_is_measured_on_tiny_settings(tmp_path):
     latency = bench.inference_latencies(smoke, images=2, rounds=1)
     assert set(latency["ms_per_image"]) == {"fp32", "bf16", "bf16_compiled"}
     assert min(latency["ms_per_image"].values()) > 0 and latency["compiled_first_call_s"] > 0
+    assert latency["bf16_matmul_limit_beside"] > 0
 
 
 def test_figures_compared_with_each_other_are_timed_in_turn():
@@ -64,8 +65,9 @@ def test_the_table_prints_every_figure_of_a_result():
               "data_beside_step": {"classroom": {"samples_per_s_one_core": 5000.0, "step_images_per_s": 1000.0,
                                                  "ratio": 5.0, "batch": 64, "bf16": True, "channels_last": True}},
               "cascade_inference": {"paper": {"ms_per_image": {"fp32": 400.0, "bf16": 200.0, "bf16_compiled": 99.0},
-                                              "compiled_first_call_s": 12.0}},
+                                              "compiled_first_call_s": 12.0, "bf16_matmul_limit_beside": 1234.0}},
               "time_to_accuracy": None}
     text = bench.table(result)
-    for figure in ("62%", "5.0× the step it feeds", "bf16_compiled 99.0", "12 s", "no finished `make demo`"):
+    for figure in ("62%", "5.0× the step it feeds", "bf16_compiled 99.0", "12 s", "1234 GFLOP/s",
+                   "no finished `make demo`"):
         assert figure in text
