@@ -92,6 +92,32 @@ def test_predict_on_png_files_with_and_without_a_box(run_dir, pngs, tmp_path, ca
     assert not np.allclose(outputs[whole], outputs[boxed])  # the box changes what stage 1 sees
 
 
+def test_evaluation_times_the_cascade_with_every_image_already_decoded(run_dir, tmp_path, monkeypatch):
+    from deeppose_lab.cascade import Cascade
+
+    phase, decoded_while_predicting = ["loading"], []
+    real_load, real_predict = SyntheticPoses.load_image, Cascade.predict
+
+    def load_image(self, i):
+        if phase[0] == "predicting":
+            decoded_while_predicting.append(i)
+        return real_load(self, i)
+
+    def predict(self, *args, **kwargs):
+        phase[0] = "predicting"
+        try:
+            return real_predict(self, *args, **kwargs)
+        finally:
+            phase[0] = "done"
+
+    monkeypatch.setattr(SyntheticPoses, "load_image", load_image)
+    monkeypatch.setattr(Cascade, "predict", predict)
+    assert main(["evaluate", str(run_dir), "--out", str(tmp_path / "report")]) == 0
+    assert phase[0] == "done" and decoded_while_predicting == []  # decoding is not counted as inference
+    meta = json.loads((tmp_path / "report" / "report.json").read_text())["meta"]
+    assert meta["decoding_ms_per_image"] >= 0 and meta["inference_ms_per_image"] > 0 and meta["compile"] is False
+
+
 def test_no_flip_evaluates_and_predicts_a_flip_averaging_run_as_the_paper_did(run_dir, pngs, tmp_path, capsys):
     flipping = tmp_path / "flipping"  # the same networks, recorded as trained with flip averaging at test time
     shutil.copytree(run_dir, flipping, ignore=shutil.ignore_patterns("report", "predict"))
