@@ -294,7 +294,7 @@ def load_cascade(run_dir: Path | str, stages: int | None = None, compile: bool =
     """Every finished stage in ``run_dir`` (or the first ``stages``), ready to predict.
 
     ``flip_test`` overrides the run's test-time flip averaging (None keeps it). It is a test-time choice, so
-    ``False`` (``--no-flip``) evaluates any run as the paper did, without mirrored crops, in half the time.
+    ``False`` (``--no-flip``) evaluates any run as the paper did, without mirrored crops, from half the crops.
     """
     run_dir = Path(run_dir)
     profile = Profile.from_dict(read_run(run_dir)["profile"])
