@@ -235,9 +235,10 @@ class Cascade:
 
         Autocast would cast every weight again on every call; for the paper network that was half the time of
         a one-image prediction. ``torch.compile`` fuses what runs between the convolutions (LRN above all, a
-        dozen passes over memory in eager mode) into single loops: the paper cascade ran 1.3 to 1.9 times as
-        fast (``make bench``, timed in alternation), after 4 to 17 s of compiling on the first call; it needs a
-        C compiler. The classroom network, without LRN, gains nothing measurable (0.86–1.06 of the eager time).
+        dozen passes over memory in eager mode) into single loops: the paper cascade in bf16 ran 1.2 to 1.3
+        times as fast in five of six ``make bench`` runs (timed in alternation), 1.0 in the sixth, after 4 to
+        17 s of compiling on the first call; it needs a C compiler. The classroom network, without LRN, gains
+        nothing measurable (0.86–1.06 of the eager time).
         A bf16 copy is remade when ``net``'s parameters change: new values through the tensors
         (``load_state_dict``, an optimiser step: their version counters) or new storage (``.to(device)``).
         Writing through ``param.data`` bypasses both and is not seen. An fp32 net is run itself, so it needs no key.
