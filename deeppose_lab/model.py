@@ -166,9 +166,9 @@ class DeepPoseNet(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         """Float RGB (B, 3, S, S) in [0, 1], or uint8 in 0–255 → (B, 2k) normalised coordinates x0, y0, x1, y1, …
 
-        Inference passes the uint8 crops themselves: they are normalised in one pass, straight into the dtype of
-        the first convolution's weights (bf16 for ``Cascade``'s bf16 copies), instead of a float conversion,
-        a division and a cast over the whole batch.
+        Inference passes the uint8 crops themselves: they are converted and normalised in place and handed to
+        the first convolution in its weights' dtype (bf16 for ``Cascade``'s bf16 copies, so autocast has no
+        cast left to make), with one allocation of the batch fewer than converting them outside.
         """
         check_input(x, self.input_size)
         return self.head(self.features(normalise_input(x, self.mean, self.std, self.features.conv1.weight.dtype)))
