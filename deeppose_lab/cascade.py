@@ -238,7 +238,7 @@ class Cascade:
         dozen passes over memory in eager mode) into single loops: the paper cascade in bf16 ran 1.2 to 1.3
         times as fast in five of six ``make bench`` runs (timed in alternation), 1.0 in the sixth, after 4 to
         17 s of compiling on the first call; it needs a C compiler. The classroom network, without LRN, gains
-        nothing measurable (0.86–1.06 of the eager time).
+        nothing measurable (0.86–1.08 of the eager time).
         A bf16 copy is remade when ``net``'s parameters change: new values through the tensors
         (``load_state_dict``, an optimiser step: their version counters) or new storage (``.to(device)``).
         Writing through ``param.data`` bypasses both and is not seen. An fp32 net is run itself, so it needs no key.
