@@ -102,7 +102,7 @@ def step_figures(profile: Profile, batch: int, bf16: bool, channels_last: bool, 
 def data_pass(profile: Profile, n: int = 256) -> Callable[[], None]:
     """Crop + augment + collate ``n`` samples on ONE core, from images cached in memory as LSP's are in training."""
     data = SyntheticPoses(n, seed=1)
-    [data.image(i) for i in range(n)]
+    data.decode_all()
     source = PersonCrops(data, profile.input_size, profile.augment)
 
     def one_pass() -> None:  # each batch dropped before the next, as the training loop does

@@ -67,6 +67,12 @@ class PoseDataset(Sequence[Sample]):
             self._cache[i] = with_spare_channel(self.load_image(i))
         return self._cache[i]
 
+    def decode_all(self) -> None:
+        """Decode every image into the cache now: a bad file is named before any work starts, and what is timed
+        afterwards (training data, inference) no longer includes decoding."""
+        for i in range(len(self)):
+            self.image(i)
+
     def __getitem__(self, i: int) -> Sample:  # type: ignore[override]
         if not -len(self) <= i < len(self):
             raise IndexError(f"{self.name}: index {i} out of range for {len(self)} samples")

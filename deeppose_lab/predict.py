@@ -47,8 +47,7 @@ def predict_images(run_dir: Path | str, paths: Sequence[Path], out: Path | str |
     ``compile`` and ``flip_test`` as in ``runs.load_cascade``."""
     cascade = load_cascade(run_dir, stages, compile, flip_test)
     images = UnlabelledImages(paths)
-    for i in range(len(images)):
-        images.image(i)  # decode now, so a bad file is named before any work is done
+    images.decode_all()  # now, so a bad file is named before any work is done
     boxes = None if box is None else np.tile(box, (len(images), 1))
     poses = cascade.predict(images, boxes)  # (S, N, 14, 2) internal pixels
     out = Path(out) if out is not None else Path(run_dir) / "predict"

@@ -419,6 +419,15 @@ def test_labels_are_read_only_and_images_cached(tmp_path):
     assert "3 samples" in repr(ds)
 
 
+def test_decode_all_fills_the_cache_of_a_subset_parent(tmp_path, monkeypatch):
+    ds = D.load_lsp(write_lsp(tmp_path / "lsp", distinct_coords(3), np.zeros((3, NUM_JOINTS))), "all")
+    view = ds.subset([2, 0])
+    view.decode_all()
+    assert sorted(ds._cache) == [0, 2]  # the shared cache, and only the subset's images
+    monkeypatch.setattr(D.ImageFiles, "load_image", lambda self, i: pytest.fail("decoded twice"))
+    assert view.image(0) is ds.image(2)
+
+
 def test_subset_and_concat(tmp_path):
     a = D.load_lsp(write_lsp(tmp_path / "lsp", distinct_coords(3), np.zeros((3, NUM_JOINTS))), "all")
     b_coords = distinct_coords(2) + 3.0
