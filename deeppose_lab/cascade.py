@@ -12,7 +12,6 @@ at y_i + δ with δ drawn from it. Test images never enter the statistics.
 
 from __future__ import annotations
 
-import copy
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -22,6 +21,7 @@ from torch import nn
 from .crops import CropItem, inference_box, loss_weight
 from .datasets import PoseDataset
 from .geometry import Augmentation, box_to_crop, cascade_boxes, crop_sample, make_box, uncrop_joints, warp_image
+from .model import fold_batchnorm
 from .sample import Sample
 from .skeleton import FLIP, NUM_JOINTS, torso_diameter
 from .train import autocast
@@ -250,7 +250,7 @@ class Cascade:
         if cached is None or cached[1] != version:  # the cache holds ``net`` itself, so its id cannot be reused
             fast = net
             if self.bf16:
-                fast = copy.deepcopy(net).eval()
+                fast = fold_batchnorm(net)  # a copy; BatchNorm's fp32 statistics folded into the convolutions
                 for p in fast.parameters():  # weights only, as autocast casts them; buffers (mean/std) stay fp32
                     p.data = p.data.to(torch.bfloat16)
             if self.compile:

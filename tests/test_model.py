@@ -299,3 +299,31 @@ def test_channel_lrn_matches_pytorch_local_response_norm(beta):
     g2, = torch.autograd.grad(ref(x).sum(), x)
     torch.testing.assert_close(g1, g2, rtol=1e-4, atol=1e-5)
     assert not torch.allclose(ref(x), x)  # the layer does something at this scale
+
+
+def test_batchnorm_sits_between_every_convolution_and_its_relu():
+    net = DeepPoseNet(input_size=64, width=0.125, lrn=False, batchnorm=True)
+    names = list(net.features._modules)
+    for i in range(1, 6):
+        assert names[names.index(f"conv{i}") + 1] == f"bn{i}" and names[names.index(f"bn{i}") + 1] == f"relu{i}"
+    assert DeepPoseNet.from_config(net.config).config["batchnorm"] is True
+    assert "bn1" not in DeepPoseNet(input_size=64, width=0.125).features._modules  # the paper's has none
+
+
+def test_folding_batchnorm_keeps_the_outputs_and_leaves_the_network_alone():
+    from deeppose_lab.model import fold_batchnorm
+
+    torch.manual_seed(0)
+    net = DeepPoseNet(input_size=64, width=0.125, lrn=False, batchnorm=True, dropout=0.0)
+    net.train()
+    for _ in range(3):  # running statistics away from (0, 1)
+        net(torch.rand(8, 3, 64, 64) * 0.5 + 0.3)
+    for bn in (m for m in net.modules() if isinstance(m, nn.BatchNorm2d)):
+        nn.init.uniform_(bn.weight, 0.5, 2.0)
+        nn.init.uniform_(bn.bias, -0.5, 0.5)
+    net.eval()
+    x = torch.rand(4, 3, 64, 64)
+    folded = fold_batchnorm(net)
+    assert not any(isinstance(m, nn.BatchNorm2d) for m in folded.modules())
+    assert any(isinstance(m, nn.BatchNorm2d) for m in net.modules())
+    torch.testing.assert_close(folded(x), net(x), rtol=1e-4, atol=1e-5)
