@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import math
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -45,16 +46,22 @@ class FitSettings:
     val_every: int = 1
     bf16: bool = False
     channels_last: bool = False
+    loss: str = "l2"
 
 
-def pose_loss(pred: torch.Tensor, target: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+def pose_loss(pred: torch.Tensor, target: torch.Tensor, weight: torch.Tensor, kind: str = "l2") -> torch.Tensor:
     """The paper's loss: squared L2 between predicted and true normalised joints, summed over joints.
+
+    ``kind="l1"`` sums absolute differences instead (not the paper's): a squared loss pays most for the
+    far-off joints it cannot place and pulls uncertain ones (wrists, elbows) to their average; L1 pulls them to
+    the median (see docs/accuracy.md for what it did here).
 
     ``weight`` (B, 14) is 0 for joints the loss ignores (hidden ones when masking, all but joint i in a
     cascade crop). Averaged over the batch so the learning rate does not depend on the batch size.
     """
-    sq = (pred.float().view_as(target) - target).pow(2).sum(dim=-1)
-    return (sq * weight).sum(dim=-1).mean()
+    diff = pred.float().view_as(target) - target
+    per_joint = diff.abs().sum(dim=-1) if kind == "l1" else diff.pow(2).sum(dim=-1)
+    return (per_joint * weight).sum(dim=-1).mean()
 
 
 def make_optimizer(model: nn.Module, s: FitSettings) -> torch.optim.Optimizer:
@@ -112,7 +119,7 @@ def mean_loss(model: nn.Module, source: CropSource, s: FitSettings, limit: int |
         crops, target, weight = (t.to(device) for t in (crops, target, weight))
         with autocast(s.bf16, device):
             pred = model(prepare(crops, s))
-        total += float(pose_loss(pred, target, weight)) * len(crops)
+        total += float(pose_loss(pred, target, weight, s.loss)) * len(crops)
         count += len(crops)
     return total / max(count, 1)
 
@@ -137,12 +144,14 @@ def resume_state(path: Path, stage: int, model: nn.Module, optimizer: torch.opti
 
 
 def fit(model: DeepPoseNet, train: CropSource, val: CropSource | None, s: FitSettings, checkpoint: Path | str,
-        stage: int = 1, extra: dict[str, Any] | None = None, progress: bool = True) -> list[dict]:
+        stage: int = 1, extra: dict[str, Any] | None = None, progress: bool = True,
+        score: Callable[[nn.Module], dict[str, float]] | None = None) -> list[dict]:
     """Train ``model`` on ``train`` for ``s.epochs``, checkpointing to ``checkpoint`` after every epoch.
 
     If ``checkpoint`` already holds part of this stage, training resumes after its last epoch; if it holds
     the finished stage, nothing is trained. ``extra`` (tensors, numbers, lists) is stored in every checkpoint
-    (the cascade keeps its displacement statistics there). Returns the per-epoch history.
+    (the cascade keeps its displacement statistics there). ``score(model)``, at every validation pass, adds its
+    numbers to that epoch's record (the dev split's PCP: the time-to-accuracy curve). Returns the per-epoch history.
     """
     checkpoint = Path(checkpoint)
     device = default_device()
@@ -168,6 +177,9 @@ def fit(model: DeepPoseNet, train: CropSource, val: CropSource | None, s: FitSet
         last = epoch + 1 == s.epochs
         if val is not None and s.val_every and ((epoch + 1) % s.val_every == 0 or last):
             record["val_loss"] = mean_loss(model, val, s)
+            if score is not None and rank == 0:
+                record.update(score(model))
+                model.eval()
         history.append(record)
         if rank == 0:
             save_checkpoint(checkpoint, {"stage": stage, "model_config": model.config, "model": model.state_dict(),
@@ -201,7 +213,7 @@ def run_epoch(model: nn.Module, optimizer: torch.optim.Optimizer, train: CropSou
                                            warmup=steps_per_epoch)
         with autocast(s.bf16, device):
             pred = model(prepare(crops, s))
-        loss = pose_loss(pred, target, weight)
+        loss = pose_loss(pred, target, weight, s.loss)
         check_finite(mean_over_ranks(loss), stage, epoch, step, checkpoint)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()

@@ -233,9 +233,9 @@ def test_nan_loss_stops_with_a_clear_message_and_keeps_the_last_good_checkpoint(
     real_loss, real_save = train_mod.pose_loss, train_mod.save_checkpoint
     calls, saved = [], []
 
-    def poisoned(pred, target, weight):
+    def poisoned(pred, target, weight, kind="l2"):
         calls.append(1)
-        loss = real_loss(pred, target, weight)
+        loss = real_loss(pred, target, weight, kind)
         return loss * float("nan") if len(calls) > 2 else loss  # 2 batches per epoch: epoch 2 turns NaN
 
     def spy(p, payload):
@@ -384,3 +384,13 @@ def test_training_never_mutates_the_cached_label_arrays(tmp_path, poses):
     assert np.array_equal(poses.joints, joints) and np.array_equal(poses.visible, visible)
     assert all(np.array_equal(poses[i].joints, per_sample[i]) for i in range(len(poses)))
     assert not poses.joints.flags.writeable and not poses.visible.flags.writeable
+
+
+def test_l1_pose_loss_sums_absolute_errors_and_l2_stays_the_default():
+    pred = torch.tensor([[0.1, -0.2] + [0.0] * 26])
+    target = torch.zeros(1, 14, 2)
+    weight = torch.ones(1, 14)
+    assert float(pose_loss(pred, target, weight, "l1")) == pytest.approx(0.3)
+    assert float(pose_loss(pred, target, weight)) == pytest.approx(0.05)
+    weight[0, 0] = 0.0
+    assert float(pose_loss(pred, target, weight, "l1")) == 0.0
