@@ -57,11 +57,19 @@ def inference_box(sample: Sample, user_box: np.ndarray | None = None) -> np.ndar
     return square_box(np.asarray(user_box, dtype=np.float64))
 
 
-def training_box(sample: Sample, kind: str, margin: float) -> np.ndarray:
-    """The stage-1 training box: ``image`` matches what test time will see, ``person`` is the joints' extent."""
-    if kind == "image":
+def training_box(sample: Sample, kind: str, margin: float, framing: str = "image") -> np.ndarray:
+    """The stage-1 training box: ``image`` matches what test time will see, ``person`` is the joints' extent
+    widened by ``margin``; ``auto`` is ``image`` for a sample whose data set frames people as the test images do
+    (``framing == "image"``, LSP) and ``person`` otherwise (LSP-extended), so every crop shows the test framing."""
+    if kind == "image" or (kind == "auto" and framing == "image"):
         return inference_box(sample)
     return person_box(sample.joints, sample.visible, margin)
+
+
+def training_boxes(dataset: PoseDataset, kind: str, margin: float) -> np.ndarray:
+    """(N, 4) unjittered ``training_box`` of every sample: where stage 1 looks at each training image when the
+    cascade's training data and the mean-pose baseline are made, as its crops were framed."""
+    return np.stack([training_box(dataset[n], kind, margin, dataset.framing_of(n)) for n in range(len(dataset))])
 
 
 def loss_weight(visible: np.ndarray, mask_hidden: bool) -> np.ndarray:
@@ -86,7 +94,7 @@ class PersonCrops:
         aug = self.augment if rng is not None else Augmentation.none()
         box = self._boxes.get(index)
         if box is None:
-            box = self._boxes[index] = training_box(sample, self.box, self.margin)
+            box = self._boxes[index] = training_box(sample, self.box, self.margin, self.dataset.framing_of(index))
             box.setflags(write=False)
         crop, target, vis, t = crop_sample(sample.image, sample.joints, sample.visible, box, self.size, aug, rng)
         return CropItem(crop, target.astype(np.float32), loss_weight(vis, self.mask_hidden), t.colour)

@@ -48,6 +48,10 @@ class PoseDataset(Sequence[Sample]):
 
     name: str = "poses"
     file_offset: float = 0.0
+    # How the images frame their person: "image" where the whole image is the test-time box (LSP: image side
+    # about 1.3x the person's extent, centred), "person" where it is not (LSP-extended: 2.5x, off centre), so
+    # training crops such images around the person to teach the framing the test box shows.
+    framing: str = "image"
 
     def __init__(self, ids: Sequence[str], joints: np.ndarray, visible: np.ndarray) -> None:
         self.ids = list(ids)
@@ -83,6 +87,10 @@ class PoseDataset(Sequence[Sample]):
         for i in range(len(self)):
             yield self[i]
 
+    def framing_of(self, i: int) -> str:
+        """The framing of sample i (``framing``; per part for a ``Concat``)."""
+        return self.framing
+
     def subset(self, indices: Sequence[int], name: str | None = None) -> Subset:
         return Subset(self, indices, name)
 
@@ -104,6 +112,9 @@ class Subset(PoseDataset):
     def image(self, i: int) -> np.ndarray:
         return self.parent.image(self.indices[i])
 
+    def framing_of(self, i: int) -> str:
+        return self.parent.framing_of(self.indices[i])
+
 
 class Concat(PoseDataset):
     """Several data sets as one (LSP train + LSP-extended), keeping each one's images."""
@@ -119,9 +130,17 @@ class Concat(PoseDataset):
         units = {p.file_offset for p in self.parts}
         self.file_offset = units.pop() if len(units) == 1 else float("nan")
 
-    def image(self, i: int) -> np.ndarray:
+    def _locate(self, i: int) -> tuple[PoseDataset, int]:
         part = int(np.searchsorted(self.offsets, i, side="right") - 1)
-        return self.parts[part].image(i - int(self.offsets[part]))
+        return self.parts[part], i - int(self.offsets[part])
+
+    def image(self, i: int) -> np.ndarray:
+        part, j = self._locate(i)
+        return part.image(j)
+
+    def framing_of(self, i: int) -> str:
+        part, j = self._locate(i)
+        return part.framing_of(j)
 
 
 class ImageFiles(PoseDataset):
@@ -325,7 +344,9 @@ def load_lspet(root: Path | None = None, verbose: bool = True) -> ImageFiles:
     visible = flags[keep] == 1
     sizes = np.array([image_size(paths[i]) for i in keep], dtype=np.float64)  # (h, w)
     inside = ((joints >= 0) & (joints <= sizes[:, None, ::-1])).all(axis=2)
-    return ImageFiles("lspet", [paths[i] for i in keep], joints, visible & inside, MATLAB_OFFSET)
+    out = ImageFiles("lspet", [paths[i] for i in keep], joints, visible & inside, MATLAB_OFFSET)
+    out.framing = "person"  # 2.5x the person's extent and off centre: not LSP's test framing
+    return out
 
 
 # --- your own images ------------------------------------------------------------------------------

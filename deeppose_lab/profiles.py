@@ -49,7 +49,10 @@ class Profile:
     width: float = 0.5
     dropout: float = 0.5
     lrn: bool = False
-    train_box: str = "image"  # "image": the test-time box (whole image, squared); "person": joints' extremes
+    batchnorm: bool = False  # BatchNorm after every convolution (not in the paper)
+    # "image": the test-time box (whole image, squared); "person": joints' extremes widened by box_margin;
+    # "auto": "image" for data framed like LSP's test images, "person" for LSP-extended (datasets.framing)
+    train_box: str = "image"
     box_margin: float = 0.15
     augment: Augmentation = field(default_factory=lambda: Augmentation(shift=0.08, scale=0.2, rotate=30.0,
                                                                         flip=True, colour=0.2))
@@ -57,6 +60,7 @@ class Profile:
     flip_test: bool = True  # average every stage's output with that of its mirrored crop (not in the paper)
     # optimisation
     optimizer: str = "adam"  # "adagrad" (the paper's), "sgd" (momentum 0.9) or "adam" (AdamW)
+    loss: str = "l2"  # "l2": the paper's squared error; "l1": absolute error
     lr: float = 5e-4
     weight_decay: float = 0.05
     schedule: str = "cosine"  # "cosine", "step" (×0.1 at 2/3) or "constant"
@@ -72,9 +76,11 @@ class Profile:
     refine_input_size: int = 112
     refine_width: float = 0.5
     refine_epochs: int = 6
+    refine_images: int = 0  # training images the refiners learn from (0: all; else a fixed random subset)
     refine_lr: float = 3e-4
     refine_init: str = "previous"  # "previous": stage s starts from stage s−1's weights; "scratch": random
     # data
+    lsp_repeats: int = 1  # with --data lsp: LSP's training images appear this many times an epoch beside LSP-extended
     synthetic_train: int = 2000
     synthetic_test: int = 500
     # speed options (measured in `make bench`)
@@ -188,12 +194,13 @@ def validate(p: Profile) -> None:
         value = getattr(p, f.name)
         if isinstance(value, float) and not math.isfinite(value):
             raise ValueError(f"profile field {f.name} must be a finite number, got {value!r}")
-    positive = ["input_size", "batch_size", "refine_input_size", "stages", "boxes_per_joint", "synthetic_train",
-                "synthetic_test", "lr", "refine_lr", "width", "refine_width", "sigma"]
+    positive = ["lsp_repeats", "input_size", "batch_size", "refine_input_size", "stages", "boxes_per_joint",
+                "synthetic_train", "synthetic_test", "lr", "refine_lr", "width", "refine_width", "sigma"]
     for key in positive:
         if not getattr(p, key) > 0:
             raise ValueError(f"profile field {key} must be positive, got {getattr(p, key)!r}")
-    for key in ["epochs", "refine_epochs", "val_every", "val_images", "threads", "weight_decay", "seed", "box_margin"]:
+    for key in ["epochs", "refine_epochs", "refine_images", "val_every", "val_images", "threads", "weight_decay",
+                "seed", "box_margin"]:
         if getattr(p, key) < 0:
             raise ValueError(f"profile field {key} must not be negative, got {getattr(p, key)!r}")
     if p.input_size < 48 or p.refine_input_size < 48:
@@ -210,5 +217,7 @@ def validate(p: Profile) -> None:
         raise ValueError(f"refine_init=previous copies stage 1's weights, so refine_input_size and refine_width must "
                          f"equal input_size and width ({p.input_size}, {p.width}), got "
                          f"({p.refine_input_size}, {p.refine_width}); or set refine_init=scratch")
-    if p.train_box not in ("image", "person"):
-        raise ValueError(f"train_box must be image or person, got {p.train_box!r}")
+    if p.train_box not in ("image", "person", "auto"):
+        raise ValueError(f"train_box must be image, person or auto, got {p.train_box!r}")
+    if p.loss not in ("l2", "l1"):
+        raise ValueError(f"loss must be l2 or l1, got {p.loss!r}")

@@ -198,6 +198,38 @@ def plot_pdj(results: dict, path: Path | str, baseline: dict | None = None, base
     atomic.write_with(path, lambda fh: fig.savefig(fh, format="png"))
 
 
+def time_to_accuracy(stages: dict) -> list[tuple[int, float, float, float]]:
+    """(stage, training minutes since the cascade started, dev strict PCP, dev loose PCP) per validation pass,
+    from run.json's per-stage ``dev_curve``; a stage's minutes start where the previous stage's training ended."""
+    points, start = [], 0.0
+    for key in sorted(stages, key=int):
+        for seconds, strict, loose in stages[key].get("dev_curve", []):
+            points.append((int(key), (start + seconds) / 60.0, strict, loose))
+        start += float(stages[key].get("seconds", 0.0))
+    return points
+
+
+def plot_time_to_accuracy(stages: dict, path: Path | str) -> bool:
+    """Dev-split PCP against training minutes, one colour per stage; False (nothing drawn) without a curve."""
+    points = time_to_accuracy(stages)
+    if not points:
+        return False
+    fig = Figure(figsize=(6, 3.5), dpi=100, layout="constrained")
+    FigureCanvasAgg(fig)
+    ax = fig.subplots()
+    for stage in sorted({p[0] for p in points}):
+        pts = np.array([p[1:] for p in points if p[0] == stage])
+        ax.plot(pts[:, 0], pts[:, 1], "o-", label=f"stage {stage} strict")
+        ax.plot(pts[:, 0], pts[:, 2], "x--", alpha=0.6, label=f"stage {stage} loose")
+    ax.set_xlabel("training minutes (cascade so far)")
+    ax.set_ylabel("PCP@0.5 on the dev split")
+    ax.set_title("Time to accuracy (dev split: training images held out)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    atomic.write_with(path, lambda fh: fig.savefig(fh, format="png"))
+    return True
+
+
 def best_worst_sheet(dataset: PoseDataset, pred: np.ndarray, true: np.ndarray, path: Path | str, k: int = 8,
                      tile_size: int = 160) -> np.ndarray:
     """The ``k`` best and ``k`` worst images (error / true torso), truth green and prediction magenta; PNG.
@@ -349,6 +381,7 @@ def write_report(out_dir: Path | str, stage_preds: np.ndarray, dataset: PoseData
     plot_pdj(results, out / "pdj.png", results.get("baseline"), baseline_name,
              title=f"PDJ per joint on {dataset.name} (n = {len(dataset)})")
     best_worst_sheet(dataset, preds[-1], true, out / "best_worst.png", k=k)
+    plot_time_to_accuracy(meta.get("training_seconds", {}), out / "time_to_accuracy.png")
     atomic.write_text(out / "report.md", report_markdown(results, meta, baseline_name))
     write_json(out / "report.json", results)
     return results

@@ -30,10 +30,11 @@ from torch import nn
 from .atomic import write_text
 from .cascade import Cascade, DisplacementStats, RefineCrops, diam_floors, displacement_stats
 from .checkpoint import CheckpointError, load_checkpoint
-from .crops import PersonCrops, inference_box
+from .crops import PersonCrops, inference_box, training_boxes
 from .datasets import Concat, PoseDataset, data_root, load_folder, load_lsp, load_lspet, lsp_available, lspet_folder
 from .distributed import is_main, mean_over_ranks
 from .geometry import Augmentation, denormalise, normalise
+from .metrics import pcp
 from .model import DeepPoseNet
 from .profiles import Profile
 from .train import FitSettings, fit
@@ -47,9 +48,25 @@ class RunError(RuntimeError):
 
 @dataclass
 class Splits:
+    """Training images, a dev split of TRAINING images (validation loss, recipe choices) and the test set."""
+
     name: str
     train: PoseDataset
     test: PoseDataset
+    dev: PoseDataset
+
+
+LSP_DEV = range(800, 1000)  # LSP 801-1000: held out of training, framed and scored like LSP test (1001-2000)
+
+
+def carve_dev(name: str, train: PoseDataset, test: PoseDataset, limit: int) -> Splits:
+    """Splits whose dev set is the last tenth of the training samples (at most ``limit``, at least one)."""
+    n_dev = max(1, min(limit, len(train) // 10))
+    if len(train) - n_dev < 1:
+        raise RunError(f"{name}: need at least 2 training samples to hold out a dev split, found {len(train)}")
+    cut = len(train) - n_dev
+    return Splits(name, train.subset(range(cut), f"{name}-train"), test, train.subset(range(cut, len(train)),
+                                                                                       f"{name}-dev"))
 
 
 def resolve_data(spec: str) -> str:
@@ -69,31 +86,45 @@ def load_data(spec: str, profile: Profile, log: Log = print) -> Splits:
     if spec == "synthetic":
         from .synthetic import synthetic_splits
         train, test = synthetic_splits(profile.synthetic_train, profile.synthetic_test, seed=profile.seed)
-        return Splits("synthetic", train, test)
+        return carve_dev("synthetic", train, test, profile.val_images)
     if spec == "lsp":
-        train: PoseDataset = load_lsp(split="train")
+        lsp = load_lsp(split="train")
+        n_dev = len(LSP_DEV) if len(lsp) == 1000 else 0
+        dev = lsp.subset(LSP_DEV, "lsp-dev") if n_dev else None
+        train: PoseDataset = lsp.subset(range(len(lsp) - n_dev), "lsp-train")
         extended = lspet_folder()
         if extended is not None:
-            train = Concat([train, load_lspet(extended, verbose=False)], name="lsp-train+lspet")
-            log(f"training on LSP 1-1000 plus {len(train) - 1000} LSP-extended images from {extended}")
-        return Splits("lsp", train, load_lsp(split="test"))
+            more = load_lspet(extended, verbose=False)
+            # LSP repeated: its clean labels and test-like poses weigh more than LSP-extended's noisy gymnastics
+            train = Concat([train] * profile.lsp_repeats + [more], name="lsp-train+lspet")
+            times = f" (x{profile.lsp_repeats} each epoch)" if profile.lsp_repeats > 1 else ""
+            log(f"training on LSP 1-{len(lsp) - n_dev}{times} plus {len(more)} LSP-extended images from {extended}; "
+                "dev split LSP 801-1000")
+        else:
+            log(f"training on LSP 1-{len(lsp) - n_dev} only (no LSP-extended under {data_root()}); "
+                "dev split LSP 801-1000")
+        if dev is None:
+            return carve_dev("lsp", train, load_lsp(split="test"), profile.val_images)
+        return Splits("lsp", train, load_lsp(split="test"), dev)
     if spec == "lspet":
         folder = lspet_folder()
         if folder is None:
             raise RunError(f"no LSP-extended under {data_root()} (expected lspet/ or lspet400/ with joints.mat)")
-        return split_holdout("lspet", load_lspet(folder))
+        return split_holdout("lspet", load_lspet(folder), profile.val_images)
     folder = Path(spec)
     if folder.is_dir():
-        return split_holdout(folder.name, load_folder(folder))
+        return split_holdout(folder.name, load_folder(folder), profile.val_images)
     raise RunError(f"unknown data {spec!r}: use synthetic, lsp, lspet, auto or a folder with annotations.json/csv")
 
 
-def split_holdout(name: str, data: PoseDataset, test_fraction: float = 0.2) -> Splits:
-    """A fixed split for data sets without a standard one: the last 20 % of samples are the test set."""
-    if len(data) < 2:
-        raise RunError(f"{name}: need at least 2 samples to split into train and test, found {len(data)}")
-    cut = max(1, min(len(data) - 1, round(len(data) * (1 - test_fraction))))
-    return Splits(name, data.subset(range(cut), f"{name}-train"), data.subset(range(cut, len(data)), f"{name}-test"))
+def split_holdout(name: str, data: PoseDataset, dev_limit: int = 200, test_fraction: float = 0.2) -> Splits:
+    """A fixed split for data sets without a standard one: the last 20 % of samples are the test set, and the
+    last tenth of the rest the dev split."""
+    if len(data) < 3:
+        raise RunError(f"{name}: need at least 3 samples to split into train, dev and test, found {len(data)}")
+    cut = max(2, min(len(data) - 1, round(len(data) * (1 - test_fraction))))
+    return carve_dev(name, data.subset(range(cut), name), data.subset(range(cut, len(data)), f"{name}-test"),
+                     dev_limit)
 
 
 def stage_path(run_dir: Path, stage: int) -> Path:
@@ -103,7 +134,7 @@ def stage_path(run_dir: Path, stage: int) -> Path:
 def settings(profile: Profile, stage: int) -> FitSettings:
     """The optimisation recipe of stage 1 or of a refinement stage, from the profile."""
     first = stage == 1
-    return FitSettings(epochs=profile.epochs if first else profile.refine_epochs,
+    return FitSettings(epochs=profile.epochs if first else profile.refine_epochs, loss=profile.loss,
                        lr=profile.lr if first else profile.refine_lr, optimizer=profile.optimizer,
                        weight_decay=profile.weight_decay, schedule=profile.schedule, batch_size=profile.batch_size,
                        seed=profile.seed, val_every=profile.val_every, bf16=profile.bf16,
@@ -112,9 +143,10 @@ def settings(profile: Profile, stage: int) -> FitSettings:
 
 def build_stage_model(profile: Profile, stage: int) -> DeepPoseNet:
     if stage == 1:
-        return DeepPoseNet(input_size=profile.input_size, width=profile.width, dropout=profile.dropout, lrn=profile.lrn)
+        return DeepPoseNet(input_size=profile.input_size, width=profile.width, dropout=profile.dropout, lrn=profile.lrn,
+                           batchnorm=profile.batchnorm)
     return DeepPoseNet(input_size=profile.refine_input_size, width=profile.refine_width, dropout=profile.dropout,
-                       lrn=profile.lrn)
+                       lrn=profile.lrn, batchnorm=profile.batchnorm)
 
 
 @contextlib.contextmanager
@@ -193,22 +225,38 @@ def train_run(run_dir: Path | str, profile: Profile, data: str = "auto", stages:
     with run_lock(run_dir) if is_main() else contextlib.nullcontext():
         meta = agreed_start(run_dir, profile, data)
         splits = load_data(data, profile, log)
-        log(f"data {splits.name}: {len(splits.train)} training and {len(splits.test)} test images")
-        val = splits.test.subset(range(min(profile.val_images, len(splits.test))), "val")
+        log(f"data {splits.name}: {len(splits.train)} training, {len(splits.dev)} dev (validation) and "
+            f"{len(splits.test)} test images")
+        val = splits.dev.subset(range(min(profile.val_images, len(splits.dev))), "val")
         model1, history = train_stage1(run_dir, profile, splits.train, val, progress)
         record_stage(meta, run_dir, 1, history, log)
-        # Stage s learns from stage s−1's errors exactly as the cascade will make them at test time.
+        # Stage s learns from stage s−1's errors exactly as the cascade will make them at test time: on each
+        # training image stage 1 looks where its training crops were framed (LSP-extended: around the person).
         cascade = cascade_for(profile, model1, [])
-        train_pose, val_pose = cascade.first_pose(splits.train), cascade.first_pose(val)
-        train_floor, val_floor = diam_floors(splits.train), diam_floors(val)
+        refine_train = refiner_images(splits.train, profile) if stages > 1 else splits.train
+        boxes = training_boxes(refine_train, profile.train_box, profile.box_margin)
+        train_pose = cascade.first_pose(refine_train, boxes) if stages > 1 else None
+        val_pose = cascade.first_pose(val)
+        train_floor, val_floor = diam_floors(refine_train, boxes), diam_floors(val)
         for s in range(2, stages + 1):
-            model, history = train_refiner(run_dir, profile, s, (cascade.refiners or [model1])[-1], splits.train,
+            model, history = train_refiner(run_dir, profile, s, (cascade.refiners or [model1])[-1], refine_train,
                                            train_pose, train_floor, val, val_pose, val_floor, progress)
             record_stage(meta, run_dir, s, history, log)
-            train_pose = cascade.refined(model, splits.train, train_pose, train_floor)
+            if s < stages:  # the next stage's training poses; after the last stage nothing uses them
+                train_pose = cascade.refined(model, refine_train, train_pose, train_floor)
             val_pose = cascade.refined(model, val, val_pose, val_floor)
             cascade.refiners.append(model)
     return cascade
+
+
+def refiner_images(train: PoseDataset, profile: Profile) -> PoseDataset:
+    """The training images the refinement stages learn from: all of them, or ``refine_images`` of them drawn
+    once with the run's seed. Each refiner crops 14 boxes an image, and every stage's errors must be measured
+    on its images first, so on 11 000 images a refiner's epoch costs about as much as stage 1's 14 epochs."""
+    if not profile.refine_images or profile.refine_images >= len(train):
+        return train
+    chosen = np.random.default_rng([profile.seed, 2]).choice(len(train), profile.refine_images, replace=False)
+    return train.subset(np.sort(chosen), f"{train.name}-refine")
 
 
 def cascade_for(profile: Profile, stage1: nn.Module, refiners: list[nn.Module], compile: bool = False) -> Cascade:
@@ -224,9 +272,20 @@ def record_stage(meta: dict, run_dir: Path, stage: int, history: list[dict], log
     """Write a stage's training time (the sum over its epochs, so a resumed run counts each epoch once)."""
     seconds = sum(h["seconds"] for h in history)
     if is_main():
-        meta["stages"][str(stage)] = {"seconds": round(seconds, 1), "epochs": len(history)}
+        meta["stages"][str(stage)] = {"seconds": round(seconds, 1), "epochs": len(history),
+                                      "dev_curve": dev_curve(history)}
         write_text(run_dir / "run.json", json.dumps(meta, indent=2))
     log(f"stage {stage} ready ({seconds:.0f} s of training over {len(history)} epochs)")
+
+
+def dev_curve(history: list[dict]) -> list[list[float]]:
+    """[training seconds so far, dev strict PCP, dev loose PCP] at each validation pass of a stage."""
+    curve, elapsed = [], 0.0
+    for h in history:
+        elapsed += h["seconds"]
+        if "dev_strict_pcp" in h:
+            curve.append([round(elapsed, 1), round(h["dev_strict_pcp"], 4), round(h["dev_loose_pcp"], 4)])
+    return curve
 
 
 def train_stage1(run_dir: Path, profile: Profile, train: PoseDataset, val: PoseDataset, progress: bool
@@ -236,8 +295,15 @@ def train_stage1(run_dir: Path, profile: Profile, train: PoseDataset, val: PoseD
     crops = PersonCrops(train, profile.input_size, profile.augment, profile.train_box, profile.box_margin,
                         profile.mask_hidden)
     val_crops = PersonCrops(val, profile.input_size, Augmentation.none(), "image", mask_hidden=profile.mask_hidden)
-    history = fit(model, crops, val_crops, settings(profile, 1), stage_path(run_dir, 1), 1, progress=progress)
+    score = (lambda m: dev_scores(cascade_for(profile, m, []).first_pose(val), val)) if len(val) else None
+    history = fit(model, crops, val_crops, settings(profile, 1), stage_path(run_dir, 1), 1, progress=progress,
+                  score=score)
     return model, history
+
+
+def dev_scores(pred: np.ndarray, dev: PoseDataset) -> dict[str, float]:
+    """What a validation pass records besides the loss: strict and loose PCP on the dev split (time to accuracy)."""
+    return {f"dev_{mode}_pcp": pcp(pred, dev.joints, mode=mode)["mean"] for mode in ("strict", "loose")}
 
 
 def refine_augmentation(profile: Profile) -> Augmentation:
@@ -265,8 +331,14 @@ def train_refiner(run_dir: Path, profile: Profile, stage: int, previous: DeepPos
                         refine_augmentation(profile), profile.mask_hidden, min_diam=train_floor)
     val_crops = RefineCrops(val, val_pose, stats, profile.sigma, profile.refine_input_size, 1, Augmentation.none(),
                             profile.mask_hidden, simulate=False, min_diam=val_floor)
+    scorer = cascade_for(profile, previous, [])
+
+    def score(m: nn.Module) -> dict[str, float]:
+        return dev_scores(scorer.refined(m, val, val_pose, val_floor), val)
+
     history = fit(model, crops, val_crops, settings(profile, stage), stage_path(run_dir, stage), stage,
-                  extra={"displacement": stats.to_payload(), "sigma": profile.sigma}, progress=progress)
+                  extra={"displacement": stats.to_payload(), "sigma": profile.sigma}, progress=progress,
+                  score=score if len(val) else None)
     return model, history
 
 
@@ -315,9 +387,13 @@ def stage_stats(run_dir: Path | str, stage: int) -> DisplacementStats:
     return DisplacementStats.from_payload(ckpt["displacement"])
 
 
-def mean_pose_baseline(train: PoseDataset, test: PoseDataset) -> np.ndarray:
-    """The mean training pose in box-normalised space, placed in every test image's box (no image seen)."""
-    mean = np.mean([normalise(s.joints, inference_box(s)) for s in train], axis=0)
+def mean_pose_baseline(train: PoseDataset, test: PoseDataset, profile: Profile) -> np.ndarray:
+    """The mean training pose in box-normalised space, placed in every test image's box (no image seen).
+
+    Each training pose is normalised in the box its stage-1 crop was framed by (``training_boxes``), as the
+    network's targets were: LSP-extended poses normalised in their whole images would shrink the mean pose."""
+    boxes = training_boxes(train, profile.train_box, profile.box_margin)
+    mean = np.mean([normalise(s.joints, boxes[n]) for n, s in enumerate(train)], axis=0)
     return np.stack([denormalise(mean, inference_box(s)) for s in test])
 
 
@@ -340,7 +416,7 @@ def evaluate_run(run_dir: Path | str, data: str | None = None, out: Path | str |
     tic = time.perf_counter()
     preds = cascade.predict(splits.test)
     seconds = time.perf_counter() - tic
-    baseline = mean_pose_baseline(splits.train, splits.test)
+    baseline = mean_pose_baseline(splits.train, splits.test, profile)
     report_meta = {"run": str(run_dir), "profile": profile.name, "data": splits.name, "stages": cascade.stages,
                    "flip_test": cascade.flip_test, "training_seconds": meta.get("stages", {}),
                    "decoding_ms_per_image": 1000 * decoding / len(preds[0]),

@@ -204,4 +204,4 @@ def test_resuming_with_other_settings_is_refused(run_dir, capsys):
 def test_auto_data_is_synthetic_when_no_lsp_is_on_disk():
     profile = get_profile("smoke", synthetic_train=3, synthetic_test=2)
     splits = runs.load_data("auto", profile, log=lambda msg: None)
-    assert splits.name == "synthetic" and (len(splits.train), len(splits.test)) == (3, 2)
+    assert splits.name == "synthetic" and (len(splits.train), len(splits.dev), len(splits.test)) == (2, 1, 2)
