@@ -164,6 +164,16 @@ def apply_overrides(profile: Profile, overrides: dict[str, object]) -> Profile:
     fields = {f.name: f for f in dataclasses.fields(Profile)}
     changes: dict[str, object] = {}
     for key, value in overrides.items():
+        if key.startswith("augment."):  # one augmentation range, e.g. --set augment.rotate=10
+            aug = changes.get("augment", profile.augment)
+            name = key.split(".", 1)[1]
+            if name not in {f.name for f in dataclasses.fields(Augmentation)}:
+                raise ValueError(f"unknown augmentation field {name!r}; fields are "
+                                 f"{sorted(f.name for f in dataclasses.fields(Augmentation))}")
+            current = getattr(aug, name)
+            new = convert(key, value, current) if isinstance(value, str) else value
+            changes["augment"] = dataclasses.replace(aug, **{name: new})
+            continue
         if key not in fields:
             raise ValueError(f"unknown profile field {key!r}; fields are {sorted(fields)}")
         current = getattr(profile, key)

@@ -119,3 +119,12 @@ def test_validation_only_profiles_use_no_augmentation_preset():
     """Presets augment training crops; validation code must pass Augmentation.none() itself."""
     assert Augmentation.none().is_identity
     assert all(not p.augment.is_identity for p in PROFILES.values())
+
+
+def test_one_augmentation_range_can_be_set_by_name():
+    p = get_profile("classroom", **{"augment.rotate": "10", "augment.flip": "false"})
+    assert p.augment.rotate == 10.0 and p.augment.flip is False and p.augment.scale == get_profile().augment.scale
+    with pytest.raises(ValueError, match="unknown augmentation field 'spin'"):
+        get_profile("classroom", **{"augment.spin": "1"})
+    with pytest.raises(ValueError, match="augment.rotate must be a float"):
+        get_profile("classroom", **{"augment.rotate": "lots"})
