@@ -141,7 +141,8 @@ PROFILES: dict[str, Profile] = {
     ),
     "classroom": Profile(),
     "paper": Profile(
-        name="paper", input_size=220, width=1.0, dropout=0.6, lrn=True, train_box="image", flip_test=False,
+        name="paper", input_size=220, width=1.0, dropout=0.6, lrn=True, train_box="auto", box_margin=0.16,
+        flip_test=False,
         augment=Augmentation(shift=0.05, scale=0.1, rotate=0.0, flip=True, colour=0.1), optimizer="adagrad", lr=5e-4,
         weight_decay=0.0, schedule="constant", batch_size=128, epochs=100, stages=3, sigma=2.0,
         boxes_per_joint=40, refine_input_size=220, refine_width=1.0, refine_epochs=20, refine_lr=5e-4,

@@ -1,4 +1,5 @@
-"""One recipe trial on the dev split: ``python -m deeppose_lab.study NAME STAGES field=value ...``.
+"""One recipe trial on the dev split: ``python -m deeppose_lab.study NAME STAGES field=value ...``
+(``python -m deeppose_lab.study --table`` prints every trial so far as the table in ``docs/accuracy.md``).
 
 Trains the classroom profile with the given fields changed on ``--data lsp`` (LSP 1-800 and LSP-extended),
 scores every stage on the dev split (LSP 801-1000, framed and scored like LSP test) and appends one JSON line
@@ -46,7 +47,26 @@ def trial(name: str, stages: int, overrides: dict[str, str], runs_root: Path = P
             "dev": [dev_row(st) for st in results["stages"]]}
 
 
+def table(path: Path = TRIALS) -> str:
+    """The trials as a markdown table, one row per stage of each trial, in the order they were run."""
+    lines = ["| trial | changed from classroom | stage | train min | strict | loose | upper arm | lower arm | PDJ@0.1 "
+             "| PDJ@0.2 | wrists PDJ@0.2 |", "|" + "---|" * 11]
+    for line in path.read_text().splitlines():
+        row = json.loads(line)
+        changed = " ".join(f"{k}={v}" for k, v in row["overrides"].items())
+        minutes = 0.0
+        for stage, d in enumerate(row["dev"], start=1):
+            minutes += row["stage_seconds"].get(str(stage), {}).get("seconds", 0.0) / 60
+            lines.append(f"| {row['name']} | {changed} | {stage} | {minutes:.1f} | {d['strict']:.3f} "
+                         f"| {d['loose']:.3f} | {d['upper_arm']:.3f} | {d['lower_arm']:.3f} | {d['pdj01']:.3f} "
+                         f"| {d['pdj02']:.3f} | {d['wrist_pdj02']:.3f} |")
+    return "\n".join(lines)
+
+
 def main(argv: list[str]) -> None:
+    if argv == ["--table"]:
+        print(table())
+        return
     name, stages, *fields = argv
     row = trial(name, int(stages), dict(f.split("=", 1) for f in fields))
     print(json.dumps(row))
