@@ -29,7 +29,7 @@ def lsp_and_lspet(tmp_path, monkeypatch):
 
 
 def test_lsp_dev_split_is_lsp_801_to_1000_and_never_in_training_or_test(lsp_and_lspet):
-    splits = runs.load_data("lsp", get_profile("smoke"), log=lambda m: None)
+    splits = runs.load_data("lsp", get_profile("smoke", lsp_repeats=1), log=lambda m: None)
     assert splits.dev.ids == [f"im{i:04d}" for i in range(801, 1001)]
     assert len(splits.train) == 800 + 6 and len(splits.test) == 100
     train_ids = {i.split("/")[-1] for i in splits.train.ids}
@@ -40,7 +40,7 @@ def test_lsp_without_lsp_extended_says_what_it_trained_on(lsp_and_lspet):
     import shutil
     shutil.rmtree(lsp_and_lspet / "lspet")
     said = []
-    splits = runs.load_data("lsp", get_profile("smoke"), log=said.append)
+    splits = runs.load_data("lsp", get_profile("smoke", lsp_repeats=1), log=said.append)
     assert len(splits.train) == 800 and "LSP 1-800 only" in said[0] and "no LSP-extended" in said[0]
 
 
@@ -96,7 +96,7 @@ def test_mean_pose_baseline_normalises_each_training_pose_in_its_own_framing(lsp
 
 
 def test_refiners_learn_from_a_fixed_subset_when_asked(lsp_and_lspet):
-    splits = runs.load_data("lsp", get_profile("smoke"), log=lambda m: None)
+    splits = runs.load_data("lsp", get_profile("smoke", lsp_repeats=1), log=lambda m: None)
     assert runs.refiner_images(splits.train, get_profile("smoke")) is splits.train
     chosen = runs.refiner_images(splits.train, get_profile("smoke", refine_images=50))
     again = runs.refiner_images(splits.train, get_profile("smoke", refine_images=50))
