@@ -146,3 +146,28 @@ def test_a_study_trial_scores_every_stage_on_the_dev_split(tmp_path):
                       tmp_path, profile_name="smoke", data="synthetic")
     assert row["name"] == "t" and len(row["dev"]) == 2 and set(row["stage_seconds"]) == {"1", "2"}
     assert all(0.0 <= d["strict"] <= d["loose"] <= 1.0 for d in row["dev"])
+
+
+def test_refiners_learn_from_stage_1_looking_where_its_training_crops_were_framed(lsp_and_lspet, tmp_path,
+                                                                                 monkeypatch):
+    """LSP-extended's training poses for stage 2 come from stage 1 on the person box, not its loose whole image."""
+    from deeppose_lab.cascade import Cascade
+
+    calls = []
+    original = Cascade.first_pose
+
+    def spy(self, dataset, boxes=None):
+        calls.append((dataset, boxes))
+        return original(self, dataset, boxes)
+
+    monkeypatch.setattr(Cascade, "first_pose", spy)
+    profile = get_profile("smoke", lsp_repeats=1, epochs=1, refine_epochs=1, stages=2, val_images=4, batch_size=64,
+                          val_every=0, refine_images=0)
+    runs.train_run(tmp_path / "run", profile, "lsp", progress=False, log=lambda m: None)
+    (train, boxes), (val, val_boxes) = calls
+    assert len(train) == 806 and val_boxes is None and len(val) == 4
+    np.testing.assert_allclose(boxes, C.training_boxes(train, "auto", profile.box_margin))
+    person = [n for n in range(len(train)) if train.framing_of(n) == "person"]
+    assert len(person) == 6
+    for n in person:
+        assert boxes[n][2] < g.image_box(120, 90)[2]
