@@ -1,5 +1,7 @@
 """One recipe trial on the dev split: ``python -m deeppose_lab.study NAME STAGES field=value ...``
-(``python -m deeppose_lab.study --table`` prints every trial so far as the table in ``docs/accuracy.md``).
+(``python -m deeppose_lab.study --table`` prints every trial so far as the table in ``docs/accuracy.md``;
+``--score RUN NAME`` adds a finished run, e.g. ``make demo``'s; ``--paper-check`` asks whether the paper's recipe
+learns at all in a few CPU minutes).
 
 Trains the classroom profile with the given fields changed on ``--data lsp`` (LSP 1-800 and LSP-extended),
 scores every stage on the dev split (LSP 801-1000, framed and scored like LSP test) and appends one JSON line
@@ -17,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from . import runs
-from .profiles import get_profile
+from .profiles import Profile, get_profile
 from .report import evaluate_predictions
 
 TRIALS = Path(__file__).resolve().parents[1] / "docs" / "trials.jsonl"
@@ -47,6 +49,18 @@ def trial(name: str, stages: int, overrides: dict[str, str], runs_root: Path = P
             "dev": [dev_row(st) for st in results["stages"]]}
 
 
+def score_run(run_dir: Path, name: str) -> dict:
+    """A trial row for a run trained elsewhere (``make demo``): every stage scored on the dev split."""
+    meta = runs.read_run(run_dir)
+    profile = Profile.from_dict(meta["profile"])
+    default = get_profile(profile.name).to_dict()
+    changed = {k: str(v) for k, v in profile.to_dict().items() if v != default[k]}
+    dev = runs.load_data(meta["data"], profile, log=lambda m: None).dev
+    results = evaluate_predictions(runs.load_cascade(run_dir).predict(dev), dev.joints)
+    return {"name": name, "stages": len(results["stages"]), "overrides": changed or {"(the profile)": profile.name},
+            "stage_seconds": meta["stages"], "dev": [dev_row(st) for st in results["stages"]]}
+
+
 def table(path: Path = TRIALS) -> str:
     """The trials as a markdown table, one row per stage of each trial, in the order they were run."""
     lines = ["| trial | changed from classroom | stage | train min | strict | loose | upper arm | lower arm | PDJ@0.1 "
@@ -63,9 +77,52 @@ def table(path: Path = TRIALS) -> str:
     return "\n".join(lines)
 
 
+def paper_check(images: int = 1600, epochs: int = 3, batch_size: int = 32, overrides: dict | None = None,
+                out: Path = Path("runs/study/paper_check"), data: str = "lsp") -> dict:
+    """Does the ``paper`` recipe learn? Stage 1 on ``images`` training images (a seeded draw) for ``epochs``,
+    its training loss per epoch beside the mean-pose loss on the same un-augmented crops: a network that only
+    learned the mean pose sits at that line (the loss counts the paper's way, squared L2)."""
+    import shutil
+
+    import torch
+
+    from .crops import PersonCrops, batches
+    from .geometry import Augmentation
+    from .train import pose_loss
+
+    profile = get_profile("paper", batch_size=batch_size, epochs=epochs, val_every=0, **(overrides or {}))
+    splits = runs.load_data(data, profile, log=lambda m: None)
+    chosen = np.sort(np.random.default_rng(0).choice(len(splits.train), images, replace=False))
+    train = splits.train.subset(chosen, "paper-check")
+    shutil.rmtree(out, ignore_errors=True)
+    tic = time.perf_counter()
+    _, history = runs.train_stage1(out, profile, train, splits.dev.subset(range(0)), progress=False)
+    crops = PersonCrops(train, profile.input_size, Augmentation.none(), profile.train_box, profile.box_margin)
+    targets, weights = zip(*[(t, w) for _, t, w in batches(crops, np.arange(len(crops)), 256)], strict=True)
+    target, weight = torch.cat(targets), torch.cat(weights)
+    mean = (target * weight[..., None]).sum(0) / weight.sum(0)[:, None]
+    baseline = float(pose_loss(mean.expand_as(target).reshape(len(target), -1), target, weight, profile.loss))
+    return {"images": images, "epochs": epochs, "steps": epochs * -(-images // batch_size), "overrides": overrides,
+            "optimizer": profile.optimizer, "lr": profile.lr, "loss": profile.loss,
+            "train_loss": [round(h["train_loss"], 4) for h in history], "mean_pose_loss": round(baseline, 4),
+            "minutes": round((time.perf_counter() - tic) / 60, 1)}
+
+
 def main(argv: list[str]) -> None:
     if argv == ["--table"]:
         print(table())
+        return
+    if argv and argv[0] == "--score":
+        row = score_run(Path(argv[1]), argv[2])
+        print(json.dumps(row))
+        with TRIALS.open("a") as fh:
+            fh.write(json.dumps(row) + "\n")
+        return
+    if argv and argv[0] == "--paper-check":
+        row = paper_check(overrides=dict(f.split("=", 1) for f in argv[1:]))
+        print(json.dumps(row))
+        with TRIALS.with_name("paper_check.jsonl").open("a") as fh:
+            fh.write(json.dumps(row) + "\n")
         return
     name, stages, *fields = argv
     row = trial(name, int(stages), dict(f.split("=", 1) for f in fields))

@@ -146,6 +146,8 @@ def test_a_study_trial_scores_every_stage_on_the_dev_split(tmp_path):
                       tmp_path, profile_name="smoke", data="synthetic")
     assert row["name"] == "t" and len(row["dev"]) == 2 and set(row["stage_seconds"]) == {"1", "2"}
     assert all(0.0 <= d["strict"] <= d["loose"] <= 1.0 for d in row["dev"])
+    again = study.score_run(tmp_path / "t", "t again")  # the same run scored afterwards: the same numbers
+    assert again["dev"] == row["dev"] and again["overrides"]["epochs"] == "1"
 
 
 def test_refiners_learn_from_stage_1_looking_where_its_training_crops_were_framed(lsp_and_lspet, tmp_path,
@@ -171,3 +173,12 @@ def test_refiners_learn_from_stage_1_looking_where_its_training_crops_were_frame
     assert len(person) == 6
     for n in person:
         assert boxes[n][2] < g.image_box(120, 90)[2]
+
+
+def test_paper_check_reports_the_training_loss_beside_the_mean_pose_loss(tmp_path):
+    from deeppose_lab import study
+
+    row = study.paper_check(images=8, epochs=2, batch_size=4, overrides={"input_size": 64, "width": 0.125,
+                            "synthetic_train": 20, "synthetic_test": 4}, out=tmp_path / "p", data="synthetic")
+    assert row["steps"] == 4 and len(row["train_loss"]) == 2 and row["loss"] == "l2"
+    assert row["optimizer"] == "adagrad" and row["mean_pose_loss"] > 0
