@@ -217,15 +217,18 @@ def plot_time_to_accuracy(stages: dict, path: Path | str) -> bool:
     fig = Figure(figsize=(6, 3.5), dpi=100, layout="constrained")
     FigureCanvasAgg(fig)
     ax = fig.subplots()
+    previous: list[tuple[float, float, float]] = []
     for stage in sorted({p[0] for p in points}):
-        pts = np.array([p[1:] for p in points if p[0] == stage])
-        ax.plot(pts[:, 0], pts[:, 1], "o-", label=f"stage {stage} strict")
-        ax.plot(pts[:, 0], pts[:, 2], "x--", alpha=0.6, label=f"stage {stage} loose")
+        pts = np.array(previous + [p[1:] for p in points if p[0] == stage])  # joined to where the last stage ended
+        colour = f"C{stage - 1}"
+        ax.plot(pts[:, 0], pts[:, 1], "o-", color=colour, label=f"stage {stage} strict")
+        ax.plot(pts[:, 0], pts[:, 2], "x--", color=colour, alpha=0.6, label=f"stage {stage} loose")
+        previous = [tuple(pts[-1])]
     ax.set_xlabel("training minutes (cascade so far)")
     ax.set_ylabel("PCP@0.5 on the dev split")
     ax.set_title("Time to accuracy (dev split: training images held out)")
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=7, loc="lower right", ncol=3)
     atomic.write_with(path, lambda fh: fig.savefig(fh, format="png"))
     return True
 

@@ -233,10 +233,11 @@ def train_run(run_dir: Path | str, profile: Profile, data: str = "auto", stages:
         # Stage s learns from stage s−1's errors exactly as the cascade will make them at test time: on each
         # training image stage 1 looks where its training crops were framed (LSP-extended: around the person).
         cascade = cascade_for(profile, model1, [])
-        refine_train = refiner_images(splits.train, profile) if stages > 1 else splits.train
+        if stages == 1:
+            return cascade
+        refine_train = refiner_images(splits.train, profile)
         boxes = training_boxes(refine_train, profile.train_box, profile.box_margin)
-        train_pose = cascade.first_pose(refine_train, boxes) if stages > 1 else None
-        val_pose = cascade.first_pose(val)
+        train_pose, val_pose = cascade.first_pose(refine_train, boxes), cascade.first_pose(val)
         train_floor, val_floor = diam_floors(refine_train, boxes), diam_floors(val)
         for s in range(2, stages + 1):
             model, history = train_refiner(run_dir, profile, s, (cascade.refiners or [model1])[-1], refine_train,
