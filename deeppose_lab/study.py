@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from . import runs
+from .cascade import Cascade
 from .profiles import Profile, get_profile
 from .report import evaluate_predictions
 
@@ -41,12 +42,16 @@ def trial(name: str, stages: int, overrides: dict[str, str], runs_root: Path = P
     tic = time.perf_counter()
     cascade = runs.train_run(runs_root / name, profile, data, stages=stages, progress=False)
     seconds = time.perf_counter() - tic
-    dev = runs.load_data(data, profile, log=lambda m: None).dev
-    results = evaluate_predictions(cascade.predict(dev), dev.joints)
     return {"name": name, "stages": stages, "overrides": overrides, "wall_seconds": round(seconds),
             "stage_seconds": runs.read_run(runs_root / name)["stages"],
             "peak_rss_gb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6, 2),
-            "dev": [dev_row(st) for st in results["stages"]]}
+            "dev": dev_rows(cascade, profile, data)}
+
+
+def dev_rows(cascade: Cascade, profile: Profile, data: str) -> list[dict[str, float]]:
+    """Every stage of ``cascade`` scored on the dev split of ``data``."""
+    dev = runs.load_data(data, profile, log=lambda m: None).dev
+    return [dev_row(st) for st in evaluate_predictions(cascade.predict(dev), dev.joints)["stages"]]
 
 
 def score_run(run_dir: Path, name: str) -> dict:
@@ -55,10 +60,9 @@ def score_run(run_dir: Path, name: str) -> dict:
     profile = Profile.from_dict(meta["profile"])
     default = get_profile(profile.name).to_dict()
     changed = {k: str(v) for k, v in profile.to_dict().items() if v != default[k]}
-    dev = runs.load_data(meta["data"], profile, log=lambda m: None).dev
-    results = evaluate_predictions(runs.load_cascade(run_dir).predict(dev), dev.joints)
-    return {"name": name, "stages": len(results["stages"]), "overrides": changed or {"(the profile)": profile.name},
-            "stage_seconds": meta["stages"], "dev": [dev_row(st) for st in results["stages"]]}
+    rows = dev_rows(runs.load_cascade(run_dir), profile, meta["data"])
+    return {"name": name, "stages": len(rows), "overrides": changed or {"(the profile)": profile.name},
+            "stage_seconds": meta["stages"], "dev": rows}
 
 
 def table(path: Path = TRIALS) -> str:
