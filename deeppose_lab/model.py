@@ -27,6 +27,7 @@ Output layout: (B, 2k) as x0, y0, x1, y1, …; ``to_joints`` reshapes it to (B, 
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import inspect
 from collections import OrderedDict
@@ -79,8 +80,8 @@ def make_features(channels: Sequence[int], lrn: bool, conv1_padding: int, ceil_p
                   adaptive_pool: int | None, batchnorm: bool = False) -> nn.Sequential:
     """conv1..conv5 with ReLUs, LRN after conv1/conv2 (optional), max pooling after conv1, conv2 and conv5.
 
-    ``batchnorm`` puts a BatchNorm between every convolution and its ReLU (not in the paper, which predates it):
-    the narrow classroom network learns in fewer epochs with it (see docs/accuracy.md)."""
+    ``batchnorm`` puts a BatchNorm between every convolution and its ReLU (not in the paper, which predates it);
+    off in every profile: on the dev split it lost strict PCP at the classroom budget (docs/accuracy.md)."""
     layers: OrderedDict[str, nn.Module] = OrderedDict()
     c_in = 3
     for i, (c_out, k) in enumerate(zip(channels, KERNELS, strict=True), start=1):
@@ -249,8 +250,6 @@ def build_model(input_size: int, width: float, dropout: float, lrn: bool, num_jo
 def fold_batchnorm(model: nn.Module) -> nn.Module:
     """An eval-mode copy with every BatchNorm folded into the convolution before it (the same function, one layer
     fewer): inference runs the copy in bf16, where a BatchNorm's fp32 running statistics would not mix."""
-    import copy
-
     folded = copy.deepcopy(model).eval()
     layers = getattr(folded, "features", None)
     if not isinstance(layers, nn.Sequential):
