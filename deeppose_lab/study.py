@@ -22,8 +22,10 @@ from . import runs
 from .cascade import Cascade
 from .profiles import Profile, get_profile
 from .report import evaluate_predictions
+from .skeleton import JOINT_NAMES
 
 TRIALS = Path(__file__).resolve().parents[1] / "docs" / "trials.jsonl"
+WRISTS = [JOINT_NAMES.index("r_wrist"), JOINT_NAMES.index("l_wrist")]
 
 
 def dev_row(stage: dict) -> dict[str, float]:
@@ -32,7 +34,7 @@ def dev_row(stage: dict) -> dict[str, float]:
     return {"strict": strict["mean"], "loose": stage["pcp"]["loose"]["mean"],
             "upper_arm": strict["groups"]["upper_arm"], "lower_arm": strict["groups"]["lower_arm"],
             "pdj01": stage["pdj_mean_at_0.1"], "pdj02": stage["pdj_mean_at_0.2"],
-            "wrist_pdj02": float(np.mean([stage["pdj_at_0.2"][6], stage["pdj_at_0.2"][11]]))}
+            "wrist_pdj02": float(np.mean([stage["pdj_at_0.2"][j] for j in WRISTS]))}
 
 
 def trial(name: str, stages: int, overrides: dict[str, str], runs_root: Path = Path("runs/study"),
@@ -112,27 +114,24 @@ def paper_check(images: int = 1600, epochs: int = 3, batch_size: int = 32, overr
             "minutes": round((time.perf_counter() - tic) / 60, 1)}
 
 
+def print_and_keep(row: dict, path: Path = TRIALS) -> None:
+    """Print a row and append it to ``path`` (one JSON object a line)."""
+    print(json.dumps(row))
+    with path.open("a") as fh:
+        fh.write(json.dumps(row) + "\n")
+
+
 def main(argv: list[str]) -> None:
     if argv == ["--table"]:
         print(table())
-        return
-    if argv and argv[0] == "--score":
-        row = score_run(Path(argv[1]), argv[2])
-        print(json.dumps(row))
-        with TRIALS.open("a") as fh:
-            fh.write(json.dumps(row) + "\n")
-        return
-    if argv and argv[0] == "--paper-check":
-        row = paper_check(overrides=dict(f.split("=", 1) for f in argv[1:]))
-        print(json.dumps(row))
-        with TRIALS.with_name("paper_check.jsonl").open("a") as fh:
-            fh.write(json.dumps(row) + "\n")
-        return
-    name, stages, *fields = argv
-    row = trial(name, int(stages), dict(f.split("=", 1) for f in fields))
-    print(json.dumps(row))
-    with TRIALS.open("a") as fh:
-        fh.write(json.dumps(row) + "\n")
+    elif argv and argv[0] == "--score":
+        print_and_keep(score_run(Path(argv[1]), argv[2]))
+    elif argv and argv[0] == "--paper-check":
+        print_and_keep(paper_check(overrides=dict(f.split("=", 1) for f in argv[1:])),
+                       TRIALS.with_name("paper_check.jsonl"))
+    else:
+        name, stages, *fields = argv
+        print_and_keep(trial(name, int(stages), dict(f.split("=", 1) for f in fields)))
 
 
 if __name__ == "__main__":
