@@ -23,10 +23,11 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from .crops import PersonCrops, batches
 from .model import DeepPoseNet
+from .pipeline import cascade_for
 from .profiles import Profile, get_profile
-from .runs import build_stage_model, cascade_for
+from .rundir import read_run
 from .synthetic import SyntheticPoses
-from .train import FitSettings, autocast, make_optimizer, pose_loss
+from .train import autocast, make_optimizer, pose_loss
 
 
 def best_time(fn: Callable[[], object], repeats: int, warmup: int = 1) -> float:
@@ -76,12 +77,12 @@ def step_flops(model: DeepPoseNet, batch: int) -> int:
 def train_step(profile: Profile, batch: int, bf16: bool, channels_last: bool) -> tuple[Callable[[], None], int]:
     """A full optimiser step (forward, loss, backward, update) on random crops, and its FLOPs."""
     torch.manual_seed(0)
-    model = build_stage_model(profile, 1).train()
+    model = profile.stage1.build_model().train()
     flops = step_flops(model, batch)
     fmt = torch.channels_last if channels_last else torch.contiguous_format
     model = model.to(memory_format=fmt)
-    opt = make_optimizer(model, FitSettings(epochs=1, lr=1e-4, optimizer=profile.optimizer))
-    x = torch.rand(batch, 3, profile.input_size, profile.input_size).contiguous(memory_format=fmt)
+    opt = make_optimizer(model, profile.stage1)
+    x = torch.rand(batch, 3, model.input_size, model.input_size).contiguous(memory_format=fmt)
     y, w = torch.rand(batch, 14, 2) - 0.5, torch.ones(batch, 14)
 
     def step() -> None:
@@ -103,7 +104,7 @@ def data_pass(profile: Profile, n: int = 256) -> Callable[[], None]:
     """Crop + augment + collate ``n`` samples on ONE core, from images cached in memory as LSP's are in training."""
     data = SyntheticPoses(n, seed=1)
     data.decode_all()
-    source = PersonCrops(data, profile.input_size, profile.augment)
+    source = PersonCrops(data, profile.stage1.input_size, profile.augment)
 
     def one_pass() -> None:  # each batch dropped before the next, as the training loop does
         threads, cv_threads = torch.get_num_threads(), cv2.getNumThreads()
@@ -125,8 +126,8 @@ def inference_latencies(profile: Profile, images: int, rounds: int = 5) -> dict:
     speed between them does not pass for a difference; plus the compiled cascade's first call (compiling) and
     the bf16 matrix-multiply limit timed in the same rounds (its best moment: a short multiply can catch a fast
     spell that a whole cascade does not)."""
-    nets = (build_stage_model(profile, 1).eval(),
-            [build_stage_model(profile, s).eval() for s in range(2, profile.stages + 1)])
+    nets = (profile.stage1.build_model().eval(),
+            [profile.refiner.build_model().eval() for _ in range(profile.stages - 1)])
     cascades = {"fp32": cascade_for(profile.replace(bf16=False), *nets),
                 "bf16": cascade_for(profile.replace(bf16=True), *nets),
                 "bf16_compiled": cascade_for(profile.replace(bf16=True), *nets, compile=True)}
@@ -149,7 +150,7 @@ def time_to_accuracy(run_dir: Path) -> dict | None:
     if not report.is_file():
         return None
     results = json.loads(report.read_text())
-    run = json.loads((run_dir / "run.json").read_text())
+    run = read_run(run_dir)
     return {"run": str(run_dir), "data": results["dataset"]["name"], "profile": run["profile"]["name"],
             "minutes": {s: round(v["seconds"] / 60, 2) for s, v in run["stages"].items()},
             "strict_pcp": [st["pcp"]["strict"]["mean"] for st in results["stages"]],
@@ -158,7 +159,7 @@ def time_to_accuracy(run_dir: Path) -> dict | None:
 
 def feeding_batch(profile: Profile, sizes: tuple[int, ...]) -> int:
     """The batch of the step the data pipeline feeds: the profile's own if measured, else the largest measured."""
-    return profile.batch_size if profile.batch_size in sizes else max(sizes)
+    return profile.stage1.batch_size if profile.stage1.batch_size in sizes else max(sizes)
 
 
 def run_all(quick: bool, run_dir: Path) -> dict:

@@ -20,13 +20,22 @@ from torch import nn
 
 from .crops import CropItem, inference_box, loss_weight
 from .datasets import PoseDataset
-from .geometry import Augmentation, box_to_crop, cascade_boxes, crop_sample, make_box, uncrop_joints, warp_image
+from .geometry import (
+    MIN_DIAM,
+    Augmentation,
+    box_side,
+    box_to_crop,
+    cascade_boxes,
+    crop_sample,
+    make_box,
+    uncrop_joints,
+    warp_image,
+)
 from .model import fold_batchnorm
 from .sample import Sample
-from .skeleton import FLIP, NUM_JOINTS, torso_diameter
+from .skeleton import FLIP, NUM_JOINTS
 from .train import autocast
 
-MIN_DIAM = 1.0  # pixels: the last-resort floor of diam(y)
 # diam(y^(s-1)) is floored at this fraction of the stage-1 box side: a stage-1 pose that collapsed towards
 # the centre (a quarter of them on LSP with the classroom network) would otherwise get boxes a few pixels
 # wide that show nothing, and its displacements, divided by that tiny diam, would swamp the statistics.
@@ -48,11 +57,6 @@ class DisplacementStats:
     @staticmethod
     def from_payload(d: dict[str, torch.Tensor]) -> DisplacementStats:
         return DisplacementStats(d["mean"].numpy(), d["cov"].numpy(), d["count"].numpy())
-
-
-def box_side(pose: np.ndarray, sigma: float, min_diam: np.ndarray | float = MIN_DIAM) -> np.ndarray:
-    """σ·diam(y) per pose, for (..., 14, 2) poses; diam floored at ``min_diam`` pixels (per pose or one value)."""
-    return sigma * np.maximum(torso_diameter(pose), np.maximum(min_diam, MIN_DIAM))
 
 
 def diam_floor(sample: Sample, box: np.ndarray | None = None) -> float:
@@ -199,7 +203,7 @@ def refine(model: nn.Module, dataset: PoseDataset, previous: np.ndarray, sigma: 
     alternation).
     """
     out = np.empty_like(previous, dtype=np.float64)
-    floors = np.full(len(dataset), MIN_DIAM) if min_diam is None else np.maximum(min_diam, MIN_DIAM)
+    floors = np.full(len(dataset), MIN_DIAM) if min_diam is None else np.asarray(min_diam, np.float64)
     for start in range(0, len(dataset), images_per_batch):
         idx = range(start, min(start + images_per_batch, len(dataset)))
         mats, crops = [], []

@@ -17,12 +17,13 @@ import torch
 
 from . import __version__
 from .atomic import write_with
+from .errors import DeepPoseError
 
 FORMAT = "deeppose_lab.checkpoint/1"
 REQUIRED_KEYS = ("format", "version", "stage", "model_config", "model", "epoch", "complete")
 
 
-class CheckpointError(ValueError):
+class CheckpointError(DeepPoseError, ValueError):
     """A checkpoint is missing, unreadable, unsafe or does not match what the caller needs."""
 
     def __init__(self, path: Path | str, problem: str) -> None:

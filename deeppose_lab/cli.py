@@ -15,11 +15,11 @@ from pathlib import Path
 
 import numpy as np
 
-from .checkpoint import CheckpointError
-from .images import DataError
+from .errors import ConfigError, DeepPoseError
 from .profiles import PROFILES, get_profile
 
-USER_ERRORS: tuple[type[BaseException], ...] = (DataError, CheckpointError, ValueError, FileNotFoundError)
+# Errors the package raised on purpose (one line, exit 2); anything else is a bug and keeps its traceback.
+USER_ERRORS: tuple[type[BaseException], ...] = (DeepPoseError, FileNotFoundError)
 
 
 def parse_sets(pairs: Sequence[str]) -> dict[str, str]:
@@ -27,7 +27,7 @@ def parse_sets(pairs: Sequence[str]) -> dict[str, str]:
     for pair in pairs:
         key, sep, value = pair.partition("=")
         if not sep or not key:
-            raise ValueError(f"--set expects FIELD=VALUE, got {pair!r}")
+            raise ConfigError(f"--set expects FIELD=VALUE, got {pair!r}")
         out[key.strip().replace("-", "_")] = value.strip()
     return out
 
@@ -45,15 +45,17 @@ def parse_box(text: str) -> np.ndarray:
     try:
         x0, y0, x1, y1 = (float(v) for v in text.split(","))
     except ValueError:
-        raise ValueError(f"--box expects x0,y0,x1,y1 (four numbers), got {text!r}") from None
+        raise ConfigError(f"--box expects x0,y0,x1,y1 (four numbers), got {text!r}") from None
+    if not all(np.isfinite([x0, y0, x1, y1])):
+        raise ConfigError(f"--box {text!r}: every corner must be a finite number")
     if x1 <= x0 or y1 <= y0:
-        raise ValueError(f"--box {text!r}: x1 must exceed x0 and y1 must exceed y0")
+        raise ConfigError(f"--box {text!r}: x1 must exceed x0 and y1 must exceed y0")
     return box_from_corners(x0, y0, x1, y1)
 
 
 def cmd_train(args: argparse.Namespace) -> None:
     from .distributed import is_main
-    from .runs import train_run
+    from .pipeline import train_run
 
     profile = profile_from(args)
     train_run(args.out, profile, args.data, args.stages, progress=not args.quiet)
@@ -64,17 +66,17 @@ def cmd_train(args: argparse.Namespace) -> None:
 
 def cmd_evaluate(args: argparse.Namespace) -> None:
     from .report import markdown_table
-    from .runs import evaluate_run
+    from .pipeline import evaluate_run
 
     results = evaluate_run(args.run_dir, args.data, args.out, args.stages, compile=args.compile,
-                           flip_test=False if args.no_flip else None)
+                           flip_test=False if args.no_flip else None, device=args.device)
     print(markdown_table(results, results.get("baseline")))
 
 
 def cmd_demo(args: argparse.Namespace) -> None:
     """Train and evaluate the whole cascade on the default data (LSP when present, else synthetic)."""
     from .report import markdown_table
-    from .runs import evaluate_run, train_run
+    from .pipeline import evaluate_run, train_run
 
     profile = profile_from(args)
     train_run(args.out, profile, args.data, progress=not args.quiet)
@@ -85,11 +87,11 @@ def cmd_demo(args: argparse.Namespace) -> None:
 
 
 def cmd_predict(args: argparse.Namespace) -> None:
-    from .predict import predict_images
+    from .pipeline import predict_images
 
     box = parse_box(args.box) if args.box else None
     written = predict_images(args.run_dir, [Path(p) for p in args.images], args.out, box, args.stages, args.compile,
-                             False if args.no_flip else None)
+                             False if args.no_flip else None, device=args.device)
     print(f"poses drawn and coordinates written to {written}/ (predictions.json, predictions.npz, *_pose.png)")
 
 
@@ -115,10 +117,26 @@ def add_profile_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
-COMPILE_HELP = ("torch.compile the networks: seconds of compiling first (needs a C compiler), then the paper "
-                "cascade runs 1.2-1.3 times as fast in bf16; worth it for a test set, not for one image")
-NO_FLIP_HELP = ("no flip averaging at test time, as in the paper, whatever the run's profile says: the classroom "
-                "cascade then predicts from half as many crops in 0.4-0.65 of the time (0.007 less strict PCP on LSP)")
+COMPILE_HELP = ("torch.compile the networks: seconds of compiling first (needs a C compiler), then faster inference "
+                "where LRN is in the network (the paper profile); worth it for a test set, not for one image "
+                "(measured in docs/performance.md)")
+NO_FLIP_HELP = ("no flip averaging at test time, as in the paper, whatever the run's profile says: half as many crops, "
+                "so faster and a little less accurate (measured in docs/performance.md)")
+
+
+DEVICE_HELP = "where the networks run: cpu, cuda, cuda:1 (default: the GPU when there is one, as training uses)"
+
+
+def parse_device(text: str) -> str:
+    import torch
+
+    try:
+        device = torch.device(text)
+    except RuntimeError:
+        raise argparse.ArgumentTypeError(f"not a device: {text!r} (try cpu or cuda)") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise argparse.ArgumentTypeError(f"{text!r}: no CUDA GPU is available here; use cpu")
+    return str(device)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -145,6 +163,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--stages", type=int, default=None)
     p.add_argument("--compile", action="store_true", help=COMPILE_HELP)
     p.add_argument("--no-flip", action="store_true", help=NO_FLIP_HELP)
+    p.add_argument("--device", type=parse_device, default=None, help=DEVICE_HELP)
     p.set_defaults(func=cmd_evaluate)
 
     p = sub.add_parser("predict", help="run the cascade on your images, draw the pose, write coordinates")
@@ -155,6 +174,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--stages", type=int, default=None)
     p.add_argument("--compile", action="store_true", help=COMPILE_HELP)
     p.add_argument("--no-flip", action="store_true", help=NO_FLIP_HELP)
+    p.add_argument("--device", type=parse_device, default=None, help=DEVICE_HELP)
     p.set_defaults(func=cmd_predict)
 
     p = sub.add_parser("download", help="fetch and verify LSP or LSP-extended")
@@ -172,19 +192,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     from .distributed import init_from_env, is_main, shutdown
-    from .download import DownloadError
-    from .runs import RunError
-    from .train import TrainingDiverged
-
     args = build_parser().parse_args(argv)
     distributed = init_from_env()  # under torchrun: one process per GPU (or CPU shard), rank 0 writes
     if distributed and not is_main():
         args.quiet = True
     try:
         if getattr(args, "stages", None) is not None and args.stages < 1:
-            raise ValueError(f"--stages must be at least 1, got {args.stages}")
+            raise ConfigError(f"--stages must be at least 1, got {args.stages}")
         args.func(args)
-    except (*USER_ERRORS, RunError, DownloadError, TrainingDiverged) as exc:
+    except USER_ERRORS as exc:
         print(f"deeppose-lab {args.command}: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -22,12 +22,10 @@ import scipy.io
 
 from .geometry import with_spare_channel
 from .images import DataError, image_size, load_image
-from .sample import Sample
+from .sample import MATLAB_OFFSET, ZERO_BASED_OFFSET, Sample, from_file_units
 from .skeleton import NUM_JOINTS
 
 REPO_DATA = Path(__file__).resolve().parents[1] / "data"
-MATLAB_OFFSET = -0.5  # MATLAB puts the first pixel centre at 1.0, we put it at 0.5
-ZERO_BASED_OFFSET = 0.5  # image viewers / OpenCV put the first pixel centre at 0.0
 
 
 def data_root() -> Path:
@@ -152,6 +150,12 @@ class ImageFiles(PoseDataset):
         super().__init__(ids or [p.stem for p in self.paths], joints, visible)
         self.name = name
         self.file_offset = file_offset
+
+    @classmethod
+    def unlabelled(cls, paths: Sequence[Path]) -> ImageFiles:
+        """Images without labels (every joint hidden at the origin), for prediction; exported in 0-based pixels."""
+        n = len(paths)
+        return cls("images", paths, np.zeros((n, NUM_JOINTS, 2)), np.zeros((n, NUM_JOINTS), bool), ZERO_BASED_OFFSET)
 
     def load_image(self, i: int) -> np.ndarray:
         return load_image(self.paths[i])
@@ -322,7 +326,8 @@ def load_lsp(root: Path | None = None, split: str = "train") -> ImageFiles:
     idx = list(chosen)
     check_images_exist([paths[i] for i in idx], skip_missing=False, what="LSP")
     visible = flags[idx] == 0  # LSP: 1 means occluded
-    return ImageFiles(f"lsp-{split}", [paths[i] for i in idx], coords[idx] + MATLAB_OFFSET, visible, MATLAB_OFFSET)
+    return ImageFiles(f"lsp-{split}", [paths[i] for i in idx], from_file_units(coords[idx], MATLAB_OFFSET), visible,
+                      MATLAB_OFFSET)
 
 
 def load_lspet(root: Path | None = None, verbose: bool = True) -> ImageFiles:
@@ -330,9 +335,7 @@ def load_lspet(root: Path | None = None, verbose: bool = True) -> ImageFiles:
 
     Joints outside the image are marked not visible (unannotated ones can lie far outside).
     """
-    folder = Path(root) if root is not None else data_root() / "lspet"
-    if root is None and not folder.exists() and (data_root() / "lspet400").exists():
-        folder = data_root() / "lspet400"
+    folder = Path(root) if root is not None else lspet_folder() or data_root() / "lspet"
     coords, flags = read_joints_mat(folder / "joints.mat", "14x3xN")
     paths = [folder / "images" / f"im{i + 1:05d}.jpg" for i in range(len(coords))]
     keep = check_images_exist(paths, skip_missing=True, what="LSP-extended")
@@ -340,7 +343,7 @@ def load_lspet(root: Path | None = None, verbose: bool = True) -> ImageFiles:
         raise DataError(folder / "images", f"none of the {len(paths)} annotated LSP-extended images is present")
     if verbose:
         print(f"LSP-extended: using {len(keep)} of {len(paths)} annotated images (the others are not on disk)")
-    joints = coords[keep] + MATLAB_OFFSET
+    joints = from_file_units(coords[keep], MATLAB_OFFSET)
     visible = flags[keep] == 1
     sizes = np.array([image_size(paths[i]) for i in keep], dtype=np.float64)  # (h, w)
     inside = ((joints >= 0) & (joints <= sizes[:, None, ::-1])).all(axis=2)
@@ -427,7 +430,7 @@ def load_folder(folder: Path, skip_bad: bool = False) -> ImageFiles:
     if not kept:
         raise DataError(ann, "no usable samples")
     paths = [folder / name for name, _, _ in kept]
-    joints = np.stack([j for _, j, _ in kept]) + ZERO_BASED_OFFSET
+    joints = from_file_units(np.stack([j for _, j, _ in kept]), ZERO_BASED_OFFSET)
     visible = np.stack([v for _, _, v in kept])
     return ImageFiles(folder.name, paths, joints, visible, ZERO_BASED_OFFSET)
 
@@ -453,6 +456,7 @@ def lsp_available(root: Path | None = None) -> bool:
 
 
 def lspet_folder(root: Path | None = None) -> Path | None:
+    """The LSP-extended folder under the data root: all of it (``lspet/``) when there, else its first 400."""
     base = Path(root) if root else data_root()
     for name in ("lspet", "lspet400"):
         if (base / name / "joints.mat").is_file():

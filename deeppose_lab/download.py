@@ -28,6 +28,8 @@ from http.client import HTTPException
 from pathlib import Path, PurePosixPath
 from typing import BinaryIO
 
+from .errors import DeepPoseError
+
 __all__ = [
     "DATASETS",
     "DatasetSpec",
@@ -45,7 +47,7 @@ _ALLOWED_SCHEMES = ("http://", "https://")
 _JUNK_DIRS = frozenset({"__MACOSX"})
 
 
-class DownloadError(RuntimeError):
+class DownloadError(DeepPoseError, RuntimeError):
     """A data set could not be fetched, verified or unpacked; the message says what to do instead."""
 
 

@@ -59,16 +59,19 @@ def person_box(joints: np.ndarray, visible: np.ndarray | None = None, margin: fl
     return make_box(centre[0], centre[1], side, side)
 
 
-def cascade_box(centre: np.ndarray, diam: float, sigma: float) -> np.ndarray:
-    """The refinement box of stage s ≥ 2: a square of side σ·diam(y) centred on a joint estimate."""
-    side = max(float(sigma) * float(diam), 1e-6)
-    return make_box(centre[0], centre[1], side, side)
+MIN_DIAM = 1.0  # pixels: the last-resort floor of diam(y), so a collapsed pose still gets a box
 
 
-def cascade_boxes(pose: np.ndarray, sigma: float, min_diam: float = 1.0) -> np.ndarray:
-    """One σ·diam box per joint of a (14, 2) pose, as a (14, 4) array; diam is floored at ``min_diam`` px."""
-    diam = max(float(torso_diameter(pose)), min_diam)
-    side = sigma * diam
+def box_side(pose: np.ndarray, sigma: float, min_diam: np.ndarray | float = MIN_DIAM) -> np.ndarray:
+    """σ·diam(y), the side of a refinement box, for (..., 14, 2) poses: the ONE definition that refinement, its
+    training crops, the widgets and ``predict`` all use. diam is floored at ``min_diam`` pixels (one value or one
+    per pose), and never below ``MIN_DIAM``."""
+    return sigma * np.maximum(torso_diameter(pose), np.maximum(min_diam, MIN_DIAM))
+
+
+def cascade_boxes(pose: np.ndarray, sigma: float, min_diam: float = MIN_DIAM) -> np.ndarray:
+    """One σ·diam box per joint of a (14, 2) pose, as a (14, 4) array (side from ``box_side``)."""
+    side = float(box_side(pose, sigma, min_diam))
     return np.column_stack([pose[:, 0], pose[:, 1], np.full(len(pose), side), np.full(len(pose), side)])
 
 
@@ -222,16 +225,25 @@ def crop_transform(box: np.ndarray, size: int, aug: Augmentation = Augmentation(
         return CropTransform(box_to_crop(box, size), False, size)
     if rng is None:
         raise ValueError("random augmentation needs an explicit numpy Generator (rng)")
-    shift = rng.uniform(-aug.shift, aug.shift, size=2) * box[2:]
+    shift = rng.uniform(-aug.shift, aug.shift, size=2)
     factor = rng.uniform(1.0 - aug.scale, 1.0 + aug.scale)
-    jittered = make_box(box[0] + shift[0], box[1] + shift[1], box[2] * factor, box[3] * factor)
     angle = rng.uniform(-aug.rotate, aug.rotate)
-    matrix = box_to_crop(jittered, size, angle)  # rotated about the jittered box's centre
     flipped = bool(aug.flip and rng.random() < 0.5)
-    if flipped:
-        matrix = horizontal_flip(size) @ matrix
     colour = colour_jitter(aug.colour, rng) if aug.colour > 0 else None
-    return CropTransform(matrix, flipped, size, colour)
+    return chosen_transform(box, size, shift, factor, angle, flipped, colour)[0]
+
+
+def chosen_transform(box: np.ndarray, size: int, shift: tuple[float, float] | np.ndarray = (0.0, 0.0),
+                     scale: float = 1.0, rotate: float = 0.0, flip: bool = False,
+                     colour: np.ndarray | None = None) -> tuple[CropTransform, np.ndarray]:
+    """The augmentation ``crop_transform`` draws, with given values (the crop explorer's sliders): the box centre
+    moved by ``shift`` box sizes, its side times ``scale``, the image rotated by ``rotate`` degrees about the moved
+    box's centre, then mirrored when ``flip``. Returns the transform and the moved box."""
+    moved = make_box(box[0] + shift[0] * box[2], box[1] + shift[1] * box[3], box[2] * scale, box[3] * scale)
+    matrix = box_to_crop(moved, size, rotate)
+    if flip:
+        matrix = horizontal_flip(size) @ matrix
+    return CropTransform(matrix, bool(flip), size, colour), moved
 
 
 def transform_joints(t: CropTransform, joints: np.ndarray, visible: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

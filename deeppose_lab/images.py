@@ -13,11 +13,13 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from .errors import DeepPoseError
+
 # Refuse images above ~89 megapixels before decoding them (a decompression bomb would allocate GBs).
 MAX_PIXELS = 89_478_485
 
 
-class DataError(ValueError):
+class DataError(DeepPoseError, ValueError):
     """A data file is missing or malformed; the message starts with the file's path."""
 
     def __init__(self, path: Path | str, problem: str) -> None:

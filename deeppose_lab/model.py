@@ -38,6 +38,8 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
+from .images import DataError
+
 PAPER_CHANNELS = (96, 256, 384, 384, 256)
 TORCHVISION_CHANNELS = (64, 192, 384, 256, 256)
 KERNELS = (11, 5, 3, 3, 3)
@@ -239,13 +241,6 @@ def count_parameters(model: nn.Module, trainable_only: bool = False) -> int:
     return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable_only)
 
 
-def build_model(input_size: int, width: float, dropout: float, lrn: bool, num_joints: int = 14,
-                batchnorm: bool = False) -> DeepPoseNet:
-    """The paper's structure at a profile's size, e.g. ``build_model(p.input_size, p.width, p.dropout, p.lrn)``."""
-    return DeepPoseNet(num_joints=num_joints, input_size=input_size, width=width, dropout=dropout, lrn=lrn,
-                       batchnorm=batchnorm)
-
-
 @torch.no_grad()
 def fold_batchnorm(model: nn.Module) -> nn.Module:
     """An eval-mode copy with every BatchNorm folded into the convolution before it (the same function, one layer
@@ -403,10 +398,10 @@ def read_state_dict(path: str | Path) -> dict[str, Tensor]:
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # pickle, zip and format errors all mean the same thing to the reader
-        raise ValueError(f"{path}: not a weights-only PyTorch state dict ({type(err).__name__}, shown above); "
-                         "save model.state_dict(), not the model object") from err
+        raise DataError(path, f"not a weights-only PyTorch state dict ({type(err).__name__}, shown above); "
+                              "save model.state_dict(), not the model object") from err
     if not isinstance(obj, Mapping) or not all(isinstance(v, Tensor) for v in obj.values()):
-        raise ValueError(f"{path}: expected a state dict (names → tensors), got {type(obj).__name__}")
+        raise DataError(path, f"expected a state dict (names → tensors), got {type(obj).__name__}")
     return dict(obj)
 
 
@@ -422,7 +417,7 @@ def map_torchvision_keys(state: Mapping[str, Tensor], ours: Mapping[str, Tensor]
             problems.append(f"{tv_key!r} has shape {tuple(state[tv_key].shape)}, expected {tuple(ours[key].shape)}")
     if problems:
         more = f"; and {len(problems) - 4} more" if len(problems) > 4 else ""
-        raise ValueError(f"{path}: not torchvision's AlexNet state dict: {'; '.join(problems[:4])}{more}")
+        raise DataError(path, f"not torchvision's AlexNet state dict: {'; '.join(problems[:4])}{more}")
     return {key: state[tv_key] for tv_key, key in expected.items()}
 
 

@@ -27,11 +27,12 @@ from pathlib import Path
 
 import numpy as np
 
-from .checkpoint import CheckpointError, load_checkpoint
 from .datasets import data_root, lsp_available, lspet_folder
 from .drawing import contact_sheet
+from .pipeline import train_run
 from .profiles import Profile, get_profile
-from .runs import Splits, load_data, stage_path, train_run
+from .rundir import stage_complete, stage_seconds
+from .splits import Splits, load_data, resolve_data
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOK_RUNS = "notebooks"
@@ -53,10 +54,10 @@ def data_spec(p: Profile | None = None) -> str:
     return "synthetic" if p.name == "smoke" else "auto"
 
 
-def resolved_data(spec: str) -> str:
-    """``auto`` made concrete (``lsp`` or ``synthetic``), so a run directory names the data it holds."""
-    if spec == "auto":
-        return "lsp" if lsp_available() else "synthetic"
+def data_name(spec: str) -> str:
+    """What a notebook run directory is named after: ``auto`` made concrete (``splits.resolve_data``), a folder
+    by its name."""
+    spec = resolve_data(spec)
     return Path(spec).name if Path(spec).is_dir() else spec
 
 
@@ -69,7 +70,7 @@ def runs_root() -> Path:
 def run_dir(p: Profile | None = None, data: str | None = None) -> Path:
     """The run directory the notebooks share for this profile and data: ``runs/notebooks/<profile>-<data>``."""
     p = p or profile()
-    return runs_root() / NOTEBOOK_RUNS / f"{p.name}-{resolved_data(data or data_spec(p))}"
+    return runs_root() / NOTEBOOK_RUNS / f"{p.name}-{data_name(data or data_spec(p))}"
 
 
 def short(text: object) -> str:
@@ -89,17 +90,6 @@ def short(text: object) -> str:
 def log(message: str) -> None:
     """The ``log`` the notebooks hand to ``train_run`` and ``evaluate_run``: printing, with short paths."""
     print(short(message))
-
-
-def stage_complete(run: Path, stage: int) -> bool:
-    """True when ``run`` holds a finished checkpoint of ``stage``."""
-    path = stage_path(run, stage)
-    if not path.is_file():
-        return False
-    try:
-        return bool(load_checkpoint(path, stage=stage)["complete"])
-    except CheckpointError:
-        return False
 
 
 def ensure_run(stages: int | None = None, p: Profile | None = None, data: str | None = None,
@@ -151,7 +141,7 @@ def setup_summary() -> dict[str, str]:
         "data root": short(data_root()),
         "LSP": "found" if lsp_available() else "not found",
         "LSP-extended": short(lspet) if lspet else "not found",
-        "training data": f"{data} → {resolved_data(data)}",
+        "training data": f"{data} → {data_name(data)}",
         "run directory": short(run),
         "stages trained": ", ".join(map(str, trained)) or "none yet",
     }
@@ -279,11 +269,5 @@ def plot_displacements(stats, sigma: float, title: str | None = None) -> Picture
 
 
 def recorded_times(run: Path) -> dict[str, str]:
-    """Training seconds per stage as recorded in a run's ``run.json`` (empty when there is no run yet)."""
-    import json
-
-    path = Path(run) / "run.json"
-    if not path.is_file():
-        return {}
-    stages = json.loads(path.read_text()).get("stages", {})
-    return {f"stage {s}": f"{v['seconds'] / 60:.1f} min" for s, v in sorted(stages.items())}
+    """Training minutes per stage as the run recorded them (``rundir.stage_seconds``), for a table."""
+    return {f"stage {s}": f"{seconds / 60:.1f} min" for s, seconds in stage_seconds(run).items()}

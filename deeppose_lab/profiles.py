@@ -44,27 +44,24 @@ import dataclasses
 import math
 import os
 from dataclasses import dataclass, field
+from typing import Any
 
+from .errors import ConfigError
 from .geometry import Augmentation
+from .model import DeepPoseNet
 
 
 @dataclass(frozen=True)
-class Profile:
-    name: str = "classroom"
-    # stage-1 network and crops
+class StageRecipe:
+    """What one stage trains: its network and its optimisation. A profile holds two, ``stage1`` and ``refiner``
+    (every stage s ≥ 2 uses the same recipe, with its own weights)."""
+
+    # network
     input_size: int = 112
     width: float = 0.5
     dropout: float = 0.2
     lrn: bool = False
     batchnorm: bool = False  # BatchNorm after every convolution (not in the paper)
-    # "image": the test-time box (whole image, squared); "person": joints' extremes widened by box_margin;
-    # "auto": "image" for data framed like LSP's test images, "person" for LSP-extended (datasets.framing)
-    train_box: str = "auto"
-    box_margin: float = 0.16  # 1 + 2 × 0.16 = 1.32: LSP's median image side over the person's extent
-    augment: Augmentation = field(default_factory=lambda: Augmentation(shift=0.08, scale=0.2, rotate=15.0,
-                                                                        flip=True, colour=0.2))
-    mask_hidden: bool = True
-    flip_test: bool = True  # average every stage's output with that of its mirrored crop (not in the paper)
     # optimisation
     optimizer: str = "adam"  # "adagrad" (the paper's), "sgd" (momentum 0.9) or "adam" (AdamW)
     loss: str = "l1"  # "l2": the paper's squared error; "l1": absolute error
@@ -73,6 +70,51 @@ class Profile:
     schedule: str = "cosine"  # "cosine", "step" (×0.1 at 2/3) or "constant"
     batch_size: int = 64
     epochs: int = 20
+
+    def network(self) -> dict[str, Any]:
+        """The ``DeepPoseNet`` arguments of this recipe."""
+        return {"input_size": self.input_size, "width": self.width, "dropout": self.dropout, "lrn": self.lrn,
+                "batchnorm": self.batchnorm}
+
+    def build_model(self) -> DeepPoseNet:
+        """The network this stage trains, freshly initialised (the ONE place a profile becomes a network)."""
+        return DeepPoseNet(**self.network())
+
+
+NETWORK_FIELDS = ("input_size", "width", "dropout", "lrn", "batchnorm")
+RECIPES = ("stage1", "refiner")
+# Run files written before per-stage recipes had one flat profile: these fields belonged to stage 1 alone, these
+# to the refiner (renamed), and the rest of a recipe's fields were shared by every stage. Loading and ``--set``
+# still accept them with that meaning.
+STAGE1_ONLY = ("input_size", "width", "lr", "epochs")
+REFINER_ONLY = {"refine_input_size": "input_size", "refine_width": "width", "refine_lr": "lr",
+                "refine_epochs": "epochs"}
+
+
+def legacy_targets(key: str) -> list[str] | None:
+    """The recipe fields a flat (old) profile field sets, e.g. ``refine_lr`` → ``["refiner.lr"]``; None if not one."""
+    if key in REFINER_ONLY:
+        return [f"refiner.{REFINER_ONLY[key]}"]
+    if key in STAGE1_ONLY:
+        return [f"stage1.{key}"]
+    if key in {f.name for f in dataclasses.fields(StageRecipe)}:
+        return [f"{r}.{key}" for r in RECIPES]
+    return None
+
+
+@dataclass(frozen=True)
+class Profile:
+    name: str = "classroom"
+    stage1: StageRecipe = field(default_factory=StageRecipe)
+    refiner: StageRecipe = field(default_factory=lambda: StageRecipe(epochs=2, lr=3e-4))
+    # "image": the test-time box (whole image, squared); "person": joints' extremes widened by box_margin;
+    # "auto": "image" for data framed like LSP's test images, "person" for LSP-extended (datasets.framing)
+    train_box: str = "auto"
+    box_margin: float = 0.16  # 1 + 2 × 0.16 = 1.32: LSP's median image side over the person's extent
+    augment: Augmentation = field(default_factory=lambda: Augmentation(shift=0.08, scale=0.2, rotate=15.0,
+                                                                        flip=True, colour=0.2))
+    mask_hidden: bool = True
+    flip_test: bool = True  # average every stage's output with that of its mirrored crop (not in the paper)
     val_every: int = 4  # epochs between validation passes (0: never): the dev loss and the dev PCP curve
     val_images: int = 200
     seed: int = 0
@@ -80,11 +122,7 @@ class Profile:
     stages: int = 3
     sigma: float = 2.0
     boxes_per_joint: int = 1  # simulated boxes per joint per image per epoch (paper: 40 in all)
-    refine_input_size: int = 112
-    refine_width: float = 0.5
-    refine_epochs: int = 2
     refine_images: int = 4000  # training images the refiners learn from (0: all; else a fixed random subset)
-    refine_lr: float = 3e-4
     refine_init: str = "previous"  # "previous": stage s starts from stage s−1's weights; "scratch": random
     # data
     lsp_repeats: int = 4  # with --data lsp: LSP's training images appear this many times an epoch beside LSP-extended
@@ -95,6 +133,10 @@ class Profile:
     channels_last: bool = True  # weights and crops in NHWC order: oneDNN's faster layout, most of all in bf16
     threads: int = 0  # 0: leave torch's default
 
+    def recipe(self, stage: int) -> StageRecipe:
+        """Stage 1's recipe, or the refiners' for any stage s ≥ 2."""
+        return self.stage1 if stage == 1 else self.refiner
+
     def replace(self, **changes: object) -> Profile:
         return dataclasses.replace(self, **changes)
 
@@ -103,31 +145,70 @@ class Profile:
 
     @staticmethod
     def from_dict(d: dict) -> Profile:
-        """A profile from ``to_dict`` / JSON (a run's run.json), checked like a command-line override."""
+        """A profile from ``to_dict`` / JSON (a run's run.json), checked like a command-line override.
+
+        A flat profile from before per-stage recipes (``input_size``, ``refine_lr``, …) loads with its old meaning.
+        """
         if not isinstance(d, dict):
-            raise ValueError(f"a profile must be a mapping of fields, got {type(d).__name__}")
-        d = dict(d)
+            raise ConfigError(f"a profile must be a mapping of fields, got {type(d).__name__}")
+        d = nest_legacy_fields(d)
         # Only a dict (from to_dict / JSON) is converted: a missing key keeps the profile's default augmentation
         # and an Augmentation instance is kept as it is; None means no augmentation.
         if isinstance(d.get("augment"), dict):
             try:
                 d["augment"] = Augmentation(**d["augment"])
             except TypeError as exc:
-                raise ValueError(f"profile field augment: {exc}") from None
+                raise ConfigError(f"profile field augment: {exc}") from None
         elif "augment" in d and d["augment"] is None:
             d["augment"] = Augmentation.none()
+        defaults = Profile()
+        for recipe in RECIPES:
+            if isinstance(d.get(recipe), dict):
+                d[recipe] = recipe_from_dict(recipe, d[recipe], getattr(defaults, recipe))
         known = {f.name for f in dataclasses.fields(Profile)}
         unknown = sorted(set(d) - known)
         if unknown:
-            raise ValueError(f"unknown profile fields {unknown}")
-        defaults = Profile()
+            raise ConfigError(f"unknown profile fields {unknown}")
         for key, value in d.items():  # a hand-edited or foreign run.json: wrong types fail here, not mid-run
             expected = type(getattr(defaults, key))
             if not has_type(value, expected):
-                raise ValueError(f"profile field {key} must be a {expected.__name__}, got {value!r}")
+                raise ConfigError(f"profile field {key} must be a {expected.__name__}, got {value!r}")
         profile = Profile(**d)
         validate(profile)
         return profile
+
+
+def nest_legacy_fields(d: dict) -> dict:
+    """A flat profile's recipe fields moved into ``stage1`` / ``refiner`` (a copy; a nested one is unchanged)."""
+    out, nested = {}, {r: dict(d[r]) if isinstance(d.get(r), dict) else d.get(r) for r in RECIPES}
+    for key, value in d.items():
+        targets = legacy_targets(key) if key not in RECIPES else None
+        if targets is None:
+            out[key] = value
+            continue
+        if any(r in d for r in RECIPES):  # one of them would be silently ignored
+            raise ConfigError(f"profile field {key} is the old flat form of {' and '.join(targets)}, but this profile "
+                              "also has per-stage recipes; keep one form")
+        for target in targets:
+            recipe, name = target.split(".")
+            if not isinstance(nested[recipe], dict):
+                nested[recipe] = {}
+            nested[recipe].setdefault(name, value)
+    out.update({r: v for r, v in nested.items() if v is not None})
+    return out
+
+
+def recipe_from_dict(name: str, d: dict, default: StageRecipe) -> StageRecipe:
+    """One recipe from JSON, every field type-checked; missing fields keep ``default``'s values."""
+    known = {f.name for f in dataclasses.fields(StageRecipe)}
+    unknown = sorted(set(d) - known)
+    if unknown:
+        raise ConfigError(f"unknown profile fields {[f'{name}.{k}' for k in unknown]}")
+    for key, value in d.items():
+        expected = type(getattr(default, key))
+        if not has_type(value, expected):
+            raise ConfigError(f"profile field {name}.{key} must be a {expected.__name__}, got {value!r}")
+    return dataclasses.replace(default, **d)
 
 
 def has_type(value: object, expected: type) -> bool:
@@ -139,21 +220,21 @@ def has_type(value: object, expected: type) -> bool:
     return isinstance(value, expected)
 
 
+SMOKE_NET = {"input_size": 64, "width": 0.125, "dropout": 0.0, "batch_size": 16}
+PAPER_NET = {"input_size": 220, "width": 1.0, "dropout": 0.6, "lrn": True, "optimizer": "adagrad", "lr": 5e-4,
+             "weight_decay": 0.0, "schedule": "constant", "batch_size": 128, "loss": "l2"}
 PROFILES: dict[str, Profile] = {
     "smoke": Profile(
-        name="smoke", input_size=64, width=0.125, dropout=0.0, flip_test=False, batch_size=16, epochs=2, val_every=1,
-        val_images=16,
-        stages=2, boxes_per_joint=1, refine_input_size=64, refine_width=0.125, refine_epochs=1, bf16=False,
+        name="smoke", stage1=StageRecipe(**SMOKE_NET, epochs=2), refiner=StageRecipe(**SMOKE_NET, epochs=1, lr=3e-4),
+        flip_test=False, val_every=1, val_images=16, stages=2, boxes_per_joint=1, bf16=False,
         synthetic_train=64, synthetic_test=16,
     ),
     "classroom": Profile(),
     "paper": Profile(
-        name="paper", input_size=220, width=1.0, dropout=0.6, lrn=True, train_box="auto", box_margin=0.16,
-        flip_test=False,
-        augment=Augmentation(shift=0.05, scale=0.1, rotate=0.0, flip=True, colour=0.1), optimizer="adagrad", lr=5e-4,
-        weight_decay=0.0, schedule="constant", batch_size=128, epochs=100, stages=3, sigma=2.0,
-        boxes_per_joint=40, refine_input_size=220, refine_width=1.0, refine_epochs=20, refine_lr=5e-4,
-        refine_init="scratch", bf16=False, loss="l2", lsp_repeats=1, refine_images=0,
+        name="paper", stage1=StageRecipe(**PAPER_NET, epochs=100), refiner=StageRecipe(**PAPER_NET, epochs=20),
+        train_box="auto", box_margin=0.16, flip_test=False,
+        augment=Augmentation(shift=0.05, scale=0.1, rotate=0.0, flip=True, colour=0.1),
+        stages=3, sigma=2.0, boxes_per_joint=40, refine_init="scratch", bf16=False, lsp_repeats=1, refine_images=0,
         synthetic_train=10000, synthetic_test=1000,
     ),
 }
@@ -163,29 +244,43 @@ def get_profile(name: str | None = None, **overrides: object) -> Profile:
     """The named preset (default: ``$DEEPPOSE_PROFILE``, else ``classroom``) with single fields overridden."""
     name = name or os.environ.get("DEEPPOSE_PROFILE", "classroom")
     if name not in PROFILES:
-        raise ValueError(f"unknown profile {name!r}; choose one of {sorted(PROFILES)}")
+        raise ConfigError(f"unknown profile {name!r}; choose one of {sorted(PROFILES)}")
     return apply_overrides(PROFILES[name], overrides)
 
 
 def apply_overrides(profile: Profile, overrides: dict[str, object]) -> Profile:
-    """Replace fields by name, converting strings from the command line to the field's type."""
-    fields = {f.name: f for f in dataclasses.fields(Profile)}
+    """Replace fields by name, converting strings from the command line to the field's type.
+
+    A dotted name sets one field of a group: ``augment.rotate``, ``stage1.lr``, ``refiner.epochs``. The flat names
+    of earlier versions keep their meaning: ``lr`` and ``epochs`` are stage 1's, ``refine_lr`` the refiner's, and a
+    field both recipes have (``dropout``, ``batch_size``, …) sets both."""
+    fields = {f.name for f in dataclasses.fields(Profile)}
+    groups = {f.name for f in dataclasses.fields(Profile) if dataclasses.is_dataclass(getattr(profile, f.name))}
     changes: dict[str, object] = {}
     for key, value in overrides.items():
-        if key.startswith("augment."):  # one augmentation range, e.g. --set augment.rotate=10
-            aug = changes.get("augment", profile.augment)
-            name = key.split(".", 1)[1]
-            if name not in {f.name for f in dataclasses.fields(Augmentation)}:
-                raise ValueError(f"unknown augmentation field {name!r}; fields are "
-                                 f"{sorted(f.name for f in dataclasses.fields(Augmentation))}")
-            current = getattr(aug, name)
+        for target in legacy_targets(key) or [key]:
+            group, dot, name = target.partition(".")
+            if not dot and group in groups and not isinstance(value, str):  # a whole Augmentation / StageRecipe
+                changes[group] = value
+                continue
+            if not dot and group in fields and group not in groups:
+                current = getattr(profile, group)
+                changes[group] = convert(key, value, current) if isinstance(value, str) else value
+                continue
+            if not dot and group in groups:
+                raise ConfigError(f"{key} cannot be set from the command line as a whole; set one of its fields, "
+                                  f"e.g. {key}.{dataclasses.fields(getattr(profile, group))[0].name}=...")
+            if not dot or group not in groups:
+                raise ConfigError(f"unknown profile field {key!r}; fields are {sorted(fields - groups)}, and "
+                                  f"{', '.join(f'{g}.NAME' for g in sorted(groups))}")
+            part = changes.get(group, getattr(profile, group))
+            names = sorted(f.name for f in dataclasses.fields(part))
+            if name not in names:
+                label = "augmentation" if group == "augment" else group
+                raise ConfigError(f"unknown {label} field {name!r}; fields are {names}")
+            current = getattr(part, name)
             new = convert(key, value, current) if isinstance(value, str) else value
-            changes["augment"] = dataclasses.replace(aug, **{name: new})
-            continue
-        if key not in fields:
-            raise ValueError(f"unknown profile field {key!r}; fields are {sorted(fields)}")
-        current = getattr(profile, key)
-        changes[key] = convert(key, value, current) if isinstance(value, str) else value
+            changes[group] = dataclasses.replace(part, **{name: new})
     out = profile.replace(**changes)
     validate(out)
     return out
@@ -197,45 +292,54 @@ def convert(key: str, text: str, current: object) -> object:
             return True
         if text.lower() in ("0", "false", "no", "off"):
             return False
-        raise ValueError(f"{key} must be true or false, got {text!r}")
+        raise ConfigError(f"{key} must be true or false, got {text!r}")
     if isinstance(current, Augmentation):
-        raise ValueError(f"{key} cannot be set from the command line")
+        raise ConfigError(f"{key} cannot be set from the command line")
     try:
         return type(current)(text)
     except ValueError:
-        raise ValueError(f"{key} must be a {type(current).__name__}, got {text!r}") from None
+        raise ConfigError(f"{key} must be a {type(current).__name__}, got {text!r}") from None
 
 
 def validate(p: Profile) -> None:
     """Refuse sizes and rates that would only fail later, deep inside a training run."""
-    for f in dataclasses.fields(p):  # inf and NaN pass a "> 0" test, then overflow or poison the weights
-        value = getattr(p, f.name)
+    values = {f.name: getattr(p, f.name) for f in dataclasses.fields(p)}
+    for recipe in RECIPES:
+        values.update({f"{recipe}.{k}": v for k, v in dataclasses.asdict(values.pop(recipe)).items()})
+    for key, value in values.items():  # inf and NaN pass a "> 0" test, then overflow or poison the weights
         if isinstance(value, float) and not math.isfinite(value):
-            raise ValueError(f"profile field {f.name} must be a finite number, got {value!r}")
-    positive = ["lsp_repeats", "input_size", "batch_size", "refine_input_size", "stages", "boxes_per_joint",
-                "synthetic_train", "synthetic_test", "lr", "refine_lr", "width", "refine_width", "sigma"]
-    for key in positive:
-        if not getattr(p, key) > 0:
-            raise ValueError(f"profile field {key} must be positive, got {getattr(p, key)!r}")
-    for key in ["epochs", "refine_epochs", "refine_images", "val_every", "val_images", "threads", "weight_decay",
-                "seed", "box_margin"]:
-        if getattr(p, key) < 0:
-            raise ValueError(f"profile field {key} must not be negative, got {getattr(p, key)!r}")
-    if p.input_size < 48 or p.refine_input_size < 48:
-        raise ValueError("input sizes below 48 px leave no feature map for the AlexNet structure")
-    if not 0 <= p.dropout < 1:
-        raise ValueError(f"dropout must be in [0, 1), got {p.dropout}")
-    if p.optimizer not in ("adagrad", "sgd", "adam"):
-        raise ValueError(f"optimizer must be adagrad, sgd or adam, got {p.optimizer!r}")
-    if p.schedule not in ("cosine", "step", "constant"):
-        raise ValueError(f"schedule must be cosine, step or constant, got {p.schedule!r}")
+            raise ConfigError(f"profile field {key} must be a finite number, got {value!r}")
+    per_recipe = [f"{r}.{k}" for r in RECIPES for k in ("input_size", "batch_size", "lr", "width")]
+    for key in ["lsp_repeats", "stages", "boxes_per_joint", "synthetic_train", "synthetic_test", "sigma", *per_recipe]:
+        if not values[key] > 0:
+            raise ConfigError(f"profile field {key} must be positive, got {values[key]!r}")
+    per_recipe = [f"{r}.{k}" for r in RECIPES for k in ("epochs", "weight_decay")]
+    for key in ["refine_images", "val_every", "val_images", "threads", "seed", "box_margin", *per_recipe]:
+        if values[key] < 0:
+            raise ConfigError(f"profile field {key} must not be negative, got {values[key]!r}")
+    for recipe in RECIPES:
+        check_recipe(recipe, getattr(p, recipe))
     if p.refine_init not in ("previous", "scratch"):
-        raise ValueError(f"refine_init must be previous or scratch, got {p.refine_init!r}")
-    if p.refine_init == "previous" and (p.refine_input_size, p.refine_width) != (p.input_size, p.width):
-        raise ValueError(f"refine_init=previous copies stage 1's weights, so refine_input_size and refine_width must "
-                         f"equal input_size and width ({p.input_size}, {p.width}), got "
-                         f"({p.refine_input_size}, {p.refine_width}); or set refine_init=scratch")
+        raise ConfigError(f"refine_init must be previous or scratch, got {p.refine_init!r}")
+    shape = ("input_size", "width", "lrn", "batchnorm")  # what decides the weights' shapes
+    if p.refine_init == "previous" and any(getattr(p.stage1, k) != getattr(p.refiner, k) for k in shape):
+        mine = {k: getattr(p.refiner, k) for k in shape}
+        theirs = {k: getattr(p.stage1, k) for k in shape}
+        raise ConfigError(f"refine_init=previous copies stage 1's weights, so the refiner's network must have stage "
+                          f"1's shape {theirs}, got {mine}; or set refine_init=scratch")
     if p.train_box not in ("image", "person", "auto"):
-        raise ValueError(f"train_box must be image, person or auto, got {p.train_box!r}")
-    if p.loss not in ("l2", "l1"):
-        raise ValueError(f"loss must be l2 or l1, got {p.loss!r}")
+        raise ConfigError(f"train_box must be image, person or auto, got {p.train_box!r}")
+
+
+def check_recipe(name: str, r: StageRecipe) -> None:
+    if r.input_size < 48:
+        raise ConfigError(f"{name}.input_size {r.input_size}: input sizes below 48 px leave no feature map for the "
+                          "AlexNet structure")
+    if not 0 <= r.dropout < 1:
+        raise ConfigError(f"{name}.dropout must be in [0, 1), got {r.dropout}")
+    if r.optimizer not in ("adagrad", "sgd", "adam"):
+        raise ConfigError(f"{name}.optimizer must be adagrad, sgd or adam, got {r.optimizer!r}")
+    if r.schedule not in ("cosine", "step", "constant"):
+        raise ConfigError(f"{name}.schedule must be cosine, step or constant, got {r.schedule!r}")
+    if r.loss not in ("l2", "l1"):
+        raise ConfigError(f"{name}.loss must be l2 or l1, got {r.loss!r}")

@@ -23,7 +23,8 @@ from . import atomic, metrics
 from .datasets import PoseDataset
 from .drawing import contact_sheet, draw_poses, save_png
 from .images import DataError
-from .skeleton import JOINT_NAMES, NUM_JOINTS, PAPER_GROUPS
+from .sample import from_file_units, to_file_units
+from .skeleton import JOINT_NAMES, NUM_JOINTS, PAPER_GROUPS, joint_index
 
 # DeepPose on LSP, PCP at 0.5, per stage (Toshev & Szegedy 2014; recalled from memory, see GUIDE §1).
 PAPER_LSP_PCP: dict[int, dict[str, float]] = {
@@ -38,8 +39,10 @@ TABLE_COLUMNS: tuple[tuple[str, str], ...] = (
 PCP_THRESHOLD = 0.5
 # Left and right joints share a panel in the PDJ figure, as in the paper's per-joint plots.
 PDJ_PANELS: tuple[tuple[str, tuple[int, ...]], ...] = (
-    ("wrists", (6, 11)), ("elbows", (7, 10)), ("shoulders", (8, 9)), ("head top", (13,)),
-    ("ankles", (0, 5)), ("knees", (1, 4)), ("hips", (2, 3)), ("neck", (12,)),
+    ("wrists", joint_index("r_wrist", "l_wrist")), ("elbows", joint_index("r_elbow", "l_elbow")),
+    ("shoulders", joint_index("r_shoulder", "l_shoulder")), ("head top", joint_index("head_top")),
+    ("ankles", joint_index("r_ankle", "l_ankle")), ("knees", joint_index("r_knee", "l_knee")),
+    ("hips", joint_index("r_hip", "l_hip")), ("neck", joint_index("neck")),
 )
 REPORT_FILES = ("predictions.npz", "pdj.png", "best_worst.png", "report.md", "report.json")
 
@@ -271,7 +274,7 @@ def export_predictions(path: Path | str, image_ids: Sequence[str], stage_preds: 
     """
     preds = _check_stage_preds(stage_preds, len(image_ids))
     ids = np.asarray([str(i) for i in image_ids], dtype=str)
-    joints = preds - float(file_offset)
+    joints = to_file_units(preds, float(file_offset))
     atomic.write_with(path, lambda fh: np.savez(fh, image_ids=ids, joints=joints))
 
 
@@ -297,7 +300,7 @@ def load_predictions(path: Path | str, file_offset: float) -> tuple[list[str], n
         raise DataError(path, f"'joints' must be numeric (S, N, {NUM_JOINTS}, 2), got {joints.shape} {joints.dtype}")
     if ids.ndim != 1 or ids.shape[0] != joints.shape[1] or ids.dtype.kind not in "US":
         raise DataError(path, f"'image_ids' must be ({joints.shape[1]},) strings, got {ids.shape} {ids.dtype}")
-    return [str(i) for i in ids], joints.astype(np.float64) + float(file_offset)
+    return [str(i) for i in ids], from_file_units(joints, float(file_offset))
 
 
 # --- the whole report --------------------------------------------------------------------------------------

@@ -2,8 +2,9 @@
 
 Pixel convention (internal): continuous image coordinates with the origin at the top-left CORNER of
 the top-left pixel, x to the right, y down; the centre of pixel (row r, column c) is (c + 0.5, r + 0.5).
-The annotation files (MATLAB) put pixel centres on integers starting at 1, so
-internal = file - 0.5 and file = internal + 0.5 (see ``from_file_units`` / ``to_file_units``).
+Annotation files put pixel centres on integers: LSP's MATLAB files start at 1, image viewers, OpenCV and our own
+annotation format at 0. A data set's ``file_offset`` says which: internal = file + file_offset, the one sign
+convention every reader and exporter uses (``from_file_units`` / ``to_file_units``).
 """
 
 from __future__ import annotations
@@ -14,18 +15,18 @@ import numpy as np
 
 from .skeleton import NUM_JOINTS
 
-# MATLAB puts the centre of the first pixel at 1.0; we put it at 0.5.
-FILE_UNITS_OFFSET = 0.5
+MATLAB_OFFSET = -0.5  # MATLAB (LSP's joints.mat) puts the first pixel centre at 1.0, we put it at 0.5
+ZERO_BASED_OFFSET = 0.5  # image viewers, OpenCV and our own annotation files put it at 0.0
 
 
-def from_file_units(joints: np.ndarray) -> np.ndarray:
-    """Annotation-file (MATLAB, 1-based pixel centres) coordinates to internal coordinates."""
-    return np.asarray(joints, dtype=np.float64) - FILE_UNITS_OFFSET
+def from_file_units(joints: np.ndarray, offset: float = MATLAB_OFFSET) -> np.ndarray:
+    """Annotation-file coordinates to internal ones: internal = file + offset (default: LSP's MATLAB files)."""
+    return np.asarray(joints, dtype=np.float64) + offset
 
 
-def to_file_units(joints: np.ndarray) -> np.ndarray:
-    """Internal coordinates back to the annotation file's own units, for exports."""
-    return np.asarray(joints, dtype=np.float64) + FILE_UNITS_OFFSET
+def to_file_units(joints: np.ndarray, offset: float = MATLAB_OFFSET) -> np.ndarray:
+    """Internal coordinates back to the annotation file's own units (``offset``: the data set's ``file_offset``)."""
+    return np.asarray(joints, dtype=np.float64) - offset
 
 
 @dataclass(frozen=True)

@@ -14,6 +14,15 @@ JOINT_NAMES: tuple[str, ...] = (
 )
 NUM_JOINTS = len(JOINT_NAMES)
 
+
+def joint_index(*names: str) -> tuple[int, ...]:
+    """Indices of the named joints, e.g. ``joint_index("r_wrist", "l_wrist")``: code names joints, not numbers."""
+    unknown = [n for n in names if n not in JOINT_NAMES]
+    if unknown:
+        raise KeyError(f"unknown joint names {unknown}; the joints are {list(JOINT_NAMES)}")
+    return tuple(JOINT_NAMES.index(n) for n in names)
+
+
 # Left/right partners, swapped whenever an image is mirrored.
 FLIP_PAIRS: tuple[tuple[int, int], ...] = ((0, 5), (1, 4), (2, 3), (6, 11), (7, 10), (8, 9))
 

@@ -18,14 +18,15 @@ from pathlib import Path
 
 import numpy as np
 
-from . import runs
+from . import pipeline, rundir
 from .cascade import Cascade
 from .profiles import Profile, get_profile
 from .report import evaluate_predictions
-from .skeleton import JOINT_NAMES
+from .skeleton import joint_index
+from .splits import load_data
 
 TRIALS = Path(__file__).resolve().parents[1] / "docs" / "trials.jsonl"
-WRISTS = [JOINT_NAMES.index("r_wrist"), JOINT_NAMES.index("l_wrist")]
+WRISTS = joint_index("r_wrist", "l_wrist")
 
 
 def dev_row(stage: dict) -> dict[str, float]:
@@ -42,27 +43,27 @@ def trial(name: str, stages: int, overrides: dict[str, str], runs_root: Path = P
     """Train one recipe in ``runs_root/name`` (resuming what is there) and score each stage on the dev split."""
     profile = get_profile(profile_name, **overrides)
     tic = time.perf_counter()
-    cascade = runs.train_run(runs_root / name, profile, data, stages=stages, progress=False)
+    cascade = pipeline.train_run(runs_root / name, profile, data, stages=stages, progress=False)
     seconds = time.perf_counter() - tic
     return {"name": name, "stages": stages, "overrides": overrides, "wall_seconds": round(seconds),
-            "stage_seconds": runs.read_run(runs_root / name)["stages"],
+            "stage_seconds": rundir.read_run(runs_root / name)["stages"],
             "peak_rss_gb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6, 2),
             "dev": dev_rows(cascade, profile, data)}
 
 
 def dev_rows(cascade: Cascade, profile: Profile, data: str) -> list[dict[str, float]]:
     """Every stage of ``cascade`` scored on the dev split of ``data``."""
-    dev = runs.load_data(data, profile, log=lambda m: None).dev
+    dev = load_data(data, profile, log=lambda m: None).dev
     return [dev_row(st) for st in evaluate_predictions(cascade.predict(dev), dev.joints)["stages"]]
 
 
 def score_run(run_dir: Path, name: str) -> dict:
     """A trial row for a run trained elsewhere (``make demo``): every stage scored on the dev split."""
-    meta = runs.read_run(run_dir)
+    meta = rundir.read_run(run_dir)
     profile = Profile.from_dict(meta["profile"])
-    default = get_profile(profile.name).to_dict()
-    changed = {k: str(v) for k, v in profile.to_dict().items() if v != default[k]}
-    rows = dev_rows(runs.load_cascade(run_dir), profile, meta["data"])
+    default = rundir.flat_fields(get_profile(profile.name).to_dict())
+    changed = {k: str(v) for k, v in rundir.flat_fields(profile.to_dict()).items() if v != default[k]}
+    rows = dev_rows(pipeline.load_cascade(run_dir), profile, meta["data"])
     return {"name": name, "stages": len(rows), "overrides": changed or {"(the profile)": profile.name},
             "stage_seconds": meta["stages"], "dev": rows}
 
@@ -97,19 +98,19 @@ def paper_check(images: int = 1600, epochs: int = 3, batch_size: int = 32, overr
     from .train import pose_loss
 
     profile = get_profile("paper", batch_size=batch_size, epochs=epochs, val_every=0, **(overrides or {}))
-    splits = runs.load_data(data, profile, log=lambda m: None)
+    splits = load_data(data, profile, log=lambda m: None)
     chosen = np.sort(np.random.default_rng(0).choice(len(splits.train), images, replace=False))
     train = splits.train.subset(chosen, "paper-check")
     shutil.rmtree(out, ignore_errors=True)
     tic = time.perf_counter()
-    _, history = runs.train_stage1(out, profile, train, splits.dev.subset(range(0)), progress=False)
-    crops = PersonCrops(train, profile.input_size, Augmentation.none(), profile.train_box, profile.box_margin)
+    _, history = pipeline.train_stage1(out, profile, train, splits.dev.subset(range(0)), progress=False)
+    crops = PersonCrops(train, profile.stage1.input_size, Augmentation.none(), profile.train_box, profile.box_margin)
     targets, weights = zip(*[(t, w) for _, t, w in batches(crops, np.arange(len(crops)), 256)], strict=True)
     target, weight = torch.cat(targets), torch.cat(weights)
     mean = (target * weight[..., None]).sum(0) / weight.sum(0)[:, None]
-    baseline = float(pose_loss(mean.expand_as(target).reshape(len(target), -1), target, weight, profile.loss))
+    baseline = float(pose_loss(mean.expand_as(target).reshape(len(target), -1), target, weight, profile.stage1.loss))
     return {"images": images, "epochs": epochs, "steps": epochs * -(-images // batch_size), "overrides": overrides,
-            "optimizer": profile.optimizer, "lr": profile.lr, "loss": profile.loss,
+            "optimizer": profile.stage1.optimizer, "lr": profile.stage1.lr, "loss": profile.stage1.loss,
             "train_loss": [round(h["train_loss"], 4) for h in history], "mean_pose_loss": round(baseline, 4),
             "minutes": round((time.perf_counter() - tic) / 60, 1)}
 

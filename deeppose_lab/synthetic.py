@@ -21,7 +21,7 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
 from .datasets import PoseDataset, readonly
-from .skeleton import NUM_JOINTS
+from .skeleton import JOINT_NAMES, NUM_JOINTS
 
 BLOCK = 256  # poses are generated in blocks of this many, each from its own seed: sample i never depends on n
 MIN_SIDE, MAX_SIDE = 96, 200  # image side range in pixels (LSP images are 57–202 px)
@@ -35,8 +35,10 @@ PARTS: tuple[str, ...] = (
 R_THIGH, R_SHIN, L_THIGH, L_SHIN, R_UPPER, R_FORE, L_UPPER, L_FORE, TORSO, HEAD = range(len(PARTS))
 
 # The part that shows each joint (the last-drawn limb segment ending there): only parts drawn after it can hide it.
-JOINT_OWNER = np.array([R_SHIN, R_SHIN, R_THIGH, L_THIGH, L_SHIN, L_SHIN,
-                        R_FORE, R_FORE, R_UPPER, L_UPPER, L_FORE, L_FORE, HEAD, HEAD])
+OWNER_BY_NAME = {"r_ankle": R_SHIN, "r_knee": R_SHIN, "r_hip": R_THIGH, "l_hip": L_THIGH, "l_knee": L_SHIN,
+                 "l_ankle": L_SHIN, "r_wrist": R_FORE, "r_elbow": R_FORE, "r_shoulder": R_UPPER, "l_shoulder": L_UPPER,
+                 "l_elbow": L_FORE, "l_wrist": L_FORE, "neck": HEAD, "head_top": HEAD}
+JOINT_OWNER = np.array([OWNER_BY_NAME[name] for name in JOINT_NAMES])
 
 # Capsules: (name, part, colour role). Within a part they are drawn in this order.
 CAPSULES: tuple[tuple[str, int, str], ...] = (

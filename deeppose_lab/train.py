@@ -25,28 +25,27 @@ from tqdm.auto import tqdm
 from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from .crops import CropSource, batches, epoch_order, helper_has_a_core, prefetched
 from .distributed import barrier, default_device, mean_over_ranks, rank_and_world
+from .errors import ConfigError, DeepPoseError
 from .model import DeepPoseNet
+from .profiles import StageRecipe
+
+LOG_EVERY = 20  # optimizer steps between reads of the loss (the progress bar's figure and the NaN check)
 
 
-class TrainingDiverged(RuntimeError):
+class TrainingDiverged(DeepPoseError, RuntimeError):
     """The loss became NaN or infinite; the last good checkpoint is kept."""
 
 
 @dataclass(frozen=True)
 class FitSettings:
-    """The optimisation recipe of one stage (filled from a ``Profile``)."""
+    """How ``fit`` trains one stage: the stage's recipe (its optimisation; the network is already built) and the
+    run-wide seed, validation interval and number formats (``Profile.fit_settings``)."""
 
-    epochs: int
-    lr: float
-    optimizer: str = "adam"
-    weight_decay: float = 0.0
-    schedule: str = "cosine"
-    batch_size: int = 64
+    recipe: StageRecipe
     seed: int = 0
     val_every: int = 1
     bf16: bool = False
     channels_last: bool = False
-    loss: str = "l2"
 
 
 def pose_loss(pred: torch.Tensor, target: torch.Tensor, weight: torch.Tensor, kind: str = "l2") -> torch.Tensor:
@@ -64,7 +63,7 @@ def pose_loss(pred: torch.Tensor, target: torch.Tensor, weight: torch.Tensor, ki
     return (per_joint * weight).sum(dim=-1).mean()
 
 
-def make_optimizer(model: nn.Module, s: FitSettings) -> torch.optim.Optimizer:
+def make_optimizer(model: nn.Module, s: StageRecipe) -> torch.optim.Optimizer:
     """AdaGrad (the paper's), momentum SGD or Adam (decoupled weight decay).
 
     ``fused``: one kernel updates every parameter. The default on a CPU is one small op per tensor and per
@@ -115,11 +114,11 @@ def mean_loss(model: nn.Module, source: CropSource, s: FitSettings, limit: int |
     device = next(model.parameters()).device
     n = len(source) if limit is None else min(limit, len(source))
     total, count = 0.0, 0
-    for crops, target, weight in batches(source, np.arange(n), s.batch_size):
+    for crops, target, weight in batches(source, np.arange(n), s.recipe.batch_size):
         crops, target, weight = (t.to(device) for t in (crops, target, weight))
         with autocast(s.bf16, device):
             pred = model(prepare(crops, s))
-        total += float(pose_loss(pred, target, weight, s.loss)) * len(crops)
+        total += float(pose_loss(pred, target, weight, s.recipe.loss)) * len(crops)
         count += len(crops)
     return total / max(count, 1)
 
@@ -146,7 +145,7 @@ def resume_state(path: Path, stage: int, model: nn.Module, optimizer: torch.opti
 def fit(model: DeepPoseNet, train: CropSource, val: CropSource | None, s: FitSettings, checkpoint: Path | str,
         stage: int = 1, extra: dict[str, Any] | None = None, progress: bool = True,
         score: Callable[[nn.Module], dict[str, float]] | None = None) -> list[dict]:
-    """Train ``model`` on ``train`` for ``s.epochs``, checkpointing to ``checkpoint`` after every epoch.
+    """Train ``model`` on ``train`` for ``s.recipe.epochs``, checkpointing to ``checkpoint`` after every epoch.
 
     If ``checkpoint`` already holds part of this stage, training resumes after its last epoch; if it holds
     the finished stage, nothing is trained. ``extra`` (tensors, numbers, lists) is stored in every checkpoint
@@ -156,25 +155,25 @@ def fit(model: DeepPoseNet, train: CropSource, val: CropSource | None, s: FitSet
     checkpoint = Path(checkpoint)
     device = default_device()
     model.to(device, memory_format=torch.channels_last if s.channels_last else torch.preserve_format)
-    optimizer = make_optimizer(model, s)
+    optimizer = make_optimizer(model, s.recipe)
     start, history, complete = resume_state(checkpoint, stage, model, optimizer)
     rank, world = rank_and_world()
-    if s.batch_size % world:
-        raise ValueError(f"batch_size {s.batch_size} must be divisible by the {world} processes")
+    if s.recipe.batch_size % world:
+        raise ConfigError(f"batch_size {s.recipe.batch_size} must be divisible by the {world} processes")
     trained = DistributedDataParallel(model, device_ids=[device] if device.type == "cuda" else None) \
         if world > 1 else model
-    steps_per_epoch = math.ceil(len(train) / s.batch_size)
+    steps_per_epoch = math.ceil(len(train) / s.recipe.batch_size)
     # One bar for the whole stage: a notebook keeps a single line per stage, not one per epoch.
-    remaining = 0 if complete else max(s.epochs - start, 0)
+    remaining = 0 if complete else max(s.recipe.epochs - start, 0)
     bar = tqdm(total=remaining * (len(train) - len(train) % world), desc=f"stage {stage}", unit="crop",
                disable=not (progress and rank == 0 and remaining))
-    for epoch in range(start, 0 if complete else s.epochs):
+    for epoch in range(start, 0 if complete else s.recipe.epochs):
         tic = time.perf_counter()
-        bar.set_description(f"stage {stage} epoch {epoch + 1}/{s.epochs}")
+        bar.set_description(f"stage {stage} epoch {epoch + 1}/{s.recipe.epochs}")
         train_loss = run_epoch(trained, optimizer, train, s, stage, epoch, steps_per_epoch, checkpoint, bar)
         record = {"epoch": epoch + 1, "train_loss": train_loss, "lr": optimizer.param_groups[0]["lr"],
                   "seconds": time.perf_counter() - tic}
-        last = epoch + 1 == s.epochs
+        last = epoch + 1 == s.recipe.epochs
         if val is not None and s.val_every and ((epoch + 1) % s.val_every == 0 or last):
             record["val_loss"] = mean_loss(model, val, s)
             if score is not None and rank == 0:
@@ -203,30 +202,39 @@ def run_epoch(model: nn.Module, optimizer: torch.optim.Optimizer, train: CropSou
     # `world` items is left out of this epoch; the shuffle changes which ones.
     order = epoch_order(len(train), s.seed + 1000 * stage, epoch, shuffle=True)
     order = order[: len(order) - len(order) % world][rank::world]
-    total, count = 0.0, 0
-    made = batches(train, order, s.batch_size // world, s.seed + 1000 * stage, epoch)
+    made = batches(train, order, s.recipe.batch_size // world, s.seed + 1000 * stage, epoch)
     local_batches = prefetched(made) if helper_has_a_core(device) else made  # the same batches either way
+    last_step = math.ceil(len(order) / (s.recipe.batch_size // world)) - 1
+    # The loss stays on the device between checks: reading it (.item(), isfinite) waits for the GPU every time.
+    running = torch.zeros((), dtype=torch.float64, device=device)
+    total, count, first = 0.0, 0, 0
     for step, (crops, target, weight) in enumerate(local_batches):
         crops, target, weight = (t.to(device, non_blocking=True) for t in (crops, target, weight))
         for group in optimizer.param_groups:
-            group["lr"] = s.lr * lr_factor(s.schedule, epoch * steps_per_epoch + step, s.epochs * steps_per_epoch,
-                                           warmup=steps_per_epoch)
+            group["lr"] = s.recipe.lr * lr_factor(s.recipe.schedule, epoch * steps_per_epoch + step,
+                                                  s.recipe.epochs * steps_per_epoch, warmup=steps_per_epoch)
         with autocast(s.bf16, device):
             pred = model(prepare(crops, s))
-        loss = pose_loss(pred, target, weight, s.loss)
-        check_finite(mean_over_ranks(loss), stage, epoch, step, checkpoint)
+        loss = pose_loss(pred, target, weight, s.recipe.loss)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
-        total += loss.item() * len(crops)
+        running += loss.detach().double() * len(crops)
         count += len(crops)
         bar.update(len(crops) * world)
-        bar.set_postfix(loss=f"{total / count:.4f}")
+        if (step + 1) % LOG_EVERY == 0 or step == last_step:  # every rank reaches the same steps (DDP)
+            check_finite(mean_over_ranks(running), stage, epoch, first, step, checkpoint)
+            total += float(running)
+            running.zero_()
+            first = step + 1
+            bar.set_postfix(loss=f"{total / count:.4f}")
     return float(mean_over_ranks(torch.tensor(total / max(count, 1))))
 
 
-def check_finite(loss: torch.Tensor, stage: int, epoch: int, step: int, checkpoint: Path) -> None:
+def check_finite(loss: torch.Tensor, stage: int, epoch: int, first: int, step: int, checkpoint: Path) -> None:
+    """Stop loudly when the summed loss of batches ``first``..``step`` (0-based) is NaN or infinite."""
     if not torch.isfinite(loss):
         kept = f"the last good checkpoint {checkpoint} is kept" if checkpoint.exists() else "no checkpoint was written"
-        raise TrainingDiverged(f"stage {stage}, epoch {epoch + 1}, batch {step + 1}: the loss is {loss.item()}; "
+        where = f"batch {step + 1}" if first == step else f"batches {first + 1}-{step + 1}"
+        raise TrainingDiverged(f"stage {stage}, epoch {epoch + 1}, {where}: the loss is {loss.item()}; "
                                f"training stopped and {kept}. Try a lower learning rate (--set lr=...).")

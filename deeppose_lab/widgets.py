@@ -36,19 +36,16 @@ from .cascade import diam_floor
 from .datasets import PoseDataset
 from .drawing import BOX_COLOR, TRUTH_COLOR, draw_pose, draw_poses
 from .geometry import (
-    CropTransform,
     apply_affine,
-    box_to_crop,
     cascade_boxes,
+    chosen_transform,
     crop_to_normalised,
-    horizontal_flip,
     image_box,
-    make_box,
     person_box,
     transform_joints,
     warp_image,
 )
-from .skeleton import JOINT_NAMES, NUM_JOINTS, torso_diameter
+from .skeleton import JOINT_NAMES, NUM_JOINTS, joint_index, torso_diameter
 
 DISPLAY_SIDE = 320  # pixels: pictures are upscaled by an integer factor to about this size
 PREVIOUS_COLOR = (150, 150, 150)  # the previous stage's pose in the cascade stepper
@@ -262,22 +259,6 @@ def sample_browser(dataset: PoseDataset, side: int = DISPLAY_SIDE) -> PoseViewer
 
 # --- crop explorer -------------------------------------------------------------------------------------------
 
-def explorer_transform(box: np.ndarray, size: int, scale: float = 1.0, shift_x: float = 0.0, shift_y: float = 0.0,
-                       rotate: float = 0.0, flip: bool = False) -> tuple[CropTransform, np.ndarray]:
-    """The augmentation of ``geometry.crop_transform`` with chosen instead of random values.
-
-    The box side is multiplied by ``scale``, its centre moved by ``shift_*`` box sizes, the image rotated by
-    ``rotate`` degrees about the box centre, and the crop mirrored when ``flip``. Returns the transform and
-    the moved box.
-    """
-    scale = max(float(scale), 1e-3)
-    moved = make_box(box[0] + shift_x * box[2], box[1] + shift_y * box[3], box[2] * scale, box[3] * scale)
-    matrix = box_to_crop(moved, size, rotate)  # rotated about the moved box's centre
-    if flip:
-        matrix = horizontal_flip(size) @ matrix
-    return CropTransform(matrix, bool(flip), size), moved
-
-
 def render_crop(dataset: PoseDataset, index: Any, box: str = "person", scale: float = 1.0, shift_x: float = 0.0,
                 shift_y: float = 0.0, rotate: float = 0.0, flip: bool = False, size: int = 112,
                 side: int = DISPLAY_SIDE, margin: float = 0.15) -> tuple[np.ndarray, str, dict[str, Any]]:
@@ -286,7 +267,8 @@ def render_crop(dataset: PoseDataset, index: Any, box: str = "person", scale: fl
     sample = dataset[i]
     base = image_box(sample.height, sample.width) if box == "image" else person_box(sample.joints, sample.visible,
                                                                                     margin)
-    t, moved = explorer_transform(base, size, scale, shift_x, shift_y, rotate, flip)
+    t, moved = chosen_transform(base, size, (float(shift_x), float(shift_y)), max(float(scale), 1e-3), float(rotate),
+                                bool(flip))
     crop = warp_image(sample.image, t.matrix, size)
     crop_joints, crop_visible = transform_joints(t, sample.joints, sample.visible)
     normalised = crop_to_normalised(crop_joints, size)
@@ -437,7 +419,8 @@ def error_inspector(dataset: PoseDataset, pred: np.ndarray, true: np.ndarray | N
     pred = check_poses(pred, n, "error_inspector", "pred", stages=False)
     true = check_poses(dataset.joints if true is None else true, n, "error_inspector", "true", stages=False)
     controls = {
-        "joint": widgets.Dropdown(options=[(name, j) for j, name in enumerate(JOINT_NAMES)], value=6,
+        "joint": widgets.Dropdown(options=[(name, j) for j, name in enumerate(JOINT_NAMES)],
+                                  value=joint_index("r_wrist")[0],
                                   description="joint"),
         "rank": slider("rank", n),
     }

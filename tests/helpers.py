@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from deeppose_lab import runs
+from deeppose_lab import rundir
 from deeppose_lab.cascade import DisplacementStats
 from deeppose_lab.checkpoint import save_checkpoint
 from deeppose_lab.profiles import get_profile
@@ -36,16 +36,16 @@ def fake_run(run_dir: Path) -> Path:
     """A finished run of untrained tiny networks (no training needed to test the commands that read it)."""
     profile = get_profile("smoke", **TINY)
     run_dir.mkdir(parents=True)
-    runs.start_run(run_dir, profile, "synthetic")
+    rundir.start_run(run_dir, profile, "synthetic")
     for stage in (1, 2):
         torch.manual_seed(stage)
-        model = runs.build_stage_model(profile, stage)
+        model = profile.recipe(stage).build_model()
         extra = {}
         if stage == 2:
             stats = DisplacementStats(np.zeros((NUM_JOINTS, 2)), np.tile(np.eye(2) * 0.01, (NUM_JOINTS, 1, 1)),
                                       np.zeros(NUM_JOINTS, np.int64))
             extra = {"displacement": stats.to_payload(), "sigma": profile.sigma}
-        save_checkpoint(runs.stage_path(run_dir, stage), {"stage": stage, "model_config": model.config,
+        save_checkpoint(rundir.stage_path(run_dir, stage), {"stage": stage, "model_config": model.config,
                                                          "model": model.state_dict(), "epoch": 0, "complete": True,
                                                          **extra})
     return run_dir

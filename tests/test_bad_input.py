@@ -21,10 +21,10 @@ from torch import nn
 
 from deeppose_lab import cli, metrics
 from deeppose_lab import datasets as D
-from deeppose_lab.cascade import MIN_DIAM, DisplacementStats, RefineCrops, box_side, displacement_stats, refine
+from deeppose_lab.cascade import DisplacementStats, RefineCrops, displacement_stats, refine
 from deeppose_lab.crops import PersonCrops
 from deeppose_lab.datasets import PoseDataset
-from deeppose_lab.geometry import Augmentation, cascade_boxes, person_box
+from deeppose_lab.geometry import MIN_DIAM, Augmentation, box_side, cascade_boxes, person_box
 from deeppose_lab.images import DataError
 from deeppose_lab.skeleton import NUM_JOINTS, torso_diameter
 from deeppose_lab.train import pose_loss
@@ -266,7 +266,7 @@ def cli_error(capsys, *argv: str) -> str:
     (["--set", "input_size=0"], "input_size must be positive"),
     (["--set", "batch_size=-1"], "batch_size must be positive"),
     (["--set", "input_size=32"], "input sizes below 48 px"),
-    (["--set", "refine_input_size=-48"], "refine_input_size must be positive"),
+    (["--set", "refine_input_size=-48"], "refiner.input_size must be positive"),
     (["--set", "stages=0"], "stages must be positive"),
     (["--epochs", "-1"], "epochs must not be negative"),
     (["--set", "lr=inf"], "lr must be a finite number"),
@@ -321,9 +321,13 @@ def test_predict_refuses_bad_images_and_boxes(tmp_path, capsys):
 def test_a_hand_edited_run_json_with_a_wrong_type_is_refused(tmp_path, capsys):
     run_dir = fake_run(tmp_path / "run")
     meta = json.loads((run_dir / "run.json").read_text())
-    meta["profile"]["input_size"] = "64"
+    meta["profile"]["stage1"]["input_size"] = "64"
     (run_dir / "run.json").write_text(json.dumps(meta))
-    assert "profile field input_size must be a int, got '64'" in cli_error(capsys, "evaluate", str(run_dir))
+    assert "profile field stage1.input_size must be a int, got '64'" in cli_error(capsys, "evaluate", str(run_dir))
+    meta["profile"]["stage1"]["input_size"] = 64
+    meta["profile"]["input_size"] = 96  # the old flat form beside the new one: which is meant?
+    (run_dir / "run.json").write_text(json.dumps(meta))
+    assert "input_size is the old flat form of stage1.input_size" in cli_error(capsys, "evaluate", str(run_dir))
 
 
 @pytest.mark.parametrize("text", ["[]", "{}", "null"])

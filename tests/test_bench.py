@@ -8,7 +8,6 @@ import torch
 
 from deeppose_lab import bench
 from deeppose_lab.profiles import get_profile
-from deeppose_lab.runs import build_stage_model
 
 
 def test_every_figure_is_measured_on_tiny_settings(tmp_path):
@@ -35,7 +34,7 @@ def test_figures_compared_with_each_other_are_timed_in_turn():
 
 
 def test_step_flops_count_forward_and_backward():
-    model = build_stage_model(get_profile("smoke"), 1)
+    model = get_profile("smoke").stage1.build_model()
     one, two = bench.step_flops(model, 1), bench.step_flops(model, 2)
     assert two == 2 * one > 0
 
@@ -46,7 +45,7 @@ def test_time_to_accuracy_reads_a_finished_run(tmp_path):
     stage = {"pcp": {"strict": {"mean": 0.3}, "loose": {"mean": 0.4}}}
     (tmp_path / "report" / "report.json").write_text(json.dumps({"dataset": {"name": "lsp-test"},
                                                                  "stages": [stage, stage]}))
-    (tmp_path / "run.json").write_text(json.dumps({"profile": {"name": "classroom"},
+    (tmp_path / "run.json").write_text(json.dumps({"profile": {"name": "classroom"}, "data": "lsp",
                                                    "stages": {"1": {"seconds": 120}, "2": {"seconds": 60}}}))
     t = bench.time_to_accuracy(tmp_path)
     assert t["minutes"] == {"1": 2.0, "2": 1.0} and t["strict_pcp"] == [0.3, 0.3]
@@ -54,8 +53,8 @@ def test_time_to_accuracy_reads_a_finished_run(tmp_path):
 
 def test_data_is_compared_with_the_step_the_profile_really_runs():
     classroom, paper = get_profile("classroom"), get_profile("paper")
-    assert bench.feeding_batch(classroom, (32, 64, 128)) == classroom.batch_size == 64  # its own batch
-    assert paper.batch_size not in (16, 32) and bench.feeding_batch(paper, (16, 32)) == 32  # else the largest
+    assert bench.feeding_batch(classroom, (32, 64, 128)) == classroom.stage1.batch_size == 64  # its own batch
+    assert paper.stage1.batch_size not in (16, 32) and bench.feeding_batch(paper, (16, 32)) == 32  # else the largest
 
 
 def test_the_table_prints_every_figure_of_a_result():

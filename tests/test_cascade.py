@@ -14,7 +14,7 @@ import pytest
 import torch
 from torch import nn
 
-from deeppose_lab import runs
+from deeppose_lab import pipeline
 from deeppose_lab import train as train_mod
 from deeppose_lab.cascade import (
     Cascade,
@@ -30,6 +30,7 @@ from deeppose_lab.geometry import Augmentation, denormalise, image_box, make_box
 from deeppose_lab.model import DeepPoseNet
 from deeppose_lab.profiles import get_profile
 from deeppose_lab.skeleton import NUM_JOINTS, flip_permutation, torso_diameter
+from deeppose_lab.splits import load_data
 
 SIZE = 48
 # A plausible pose in box-normalised units (about [−0.5, 0.5]); joint order as in skeleton.JOINT_NAMES.
@@ -321,20 +322,20 @@ def smoke_run(tmp_path_factory):
     run_dir = tmp_path_factory.mktemp("smoke_run")
     with pytest.MonkeyPatch.context() as mp:
         cpu_only(mp)
-        runs.train_run(run_dir, profile, "synthetic", progress=False, log=lambda msg: None)
+        pipeline.train_run(run_dir, profile, "synthetic", progress=False, log=lambda msg: None)
     return run_dir, profile
 
 
 def test_stage2_statistics_come_from_the_training_set(smoke_run):
     run_dir, profile = smoke_run
-    splits = runs.load_data("synthetic", profile)
-    model1, _ = runs.load_stage(run_dir, 1)
+    splits = load_data("synthetic", profile)
+    model1, _ = pipeline.load_stage(run_dir, 1)
 
     def stats_on(data: PoseDataset) -> DisplacementStats:
-        pose = predict_stage1(model1, data, profile.input_size, flip_test=profile.flip_test)
+        pose = predict_stage1(model1, data, profile.stage1.input_size, flip_test=profile.flip_test)
         return displacement_stats(pose, data.joints, data.visible, profile.sigma, diam_floors(data))
 
-    stored = runs.stage_stats(run_dir, 2)
+    stored = pipeline.stage_stats(run_dir, 2)
     on_train, on_test = stats_on(splits.train), stats_on(splits.test)
     np.testing.assert_allclose(stored.mean, on_train.mean, rtol=1e-4, atol=1e-6)
     np.testing.assert_allclose(stored.cov, on_train.cov, rtol=1e-4, atol=1e-6)
@@ -347,12 +348,12 @@ def test_stage2_statistics_come_from_the_training_set(smoke_run):
 def test_a_refiner_starts_from_the_previous_stage_only_when_asked(init, tmp_path, monkeypatch):
     cpu_only(monkeypatch)
     profile = get_profile("smoke", refine_init=init, refine_epochs=0, synthetic_train=4, synthetic_test=2)
-    splits = runs.load_data("synthetic", profile)
+    splits = load_data("synthetic", profile)
     torch.manual_seed(1)
-    previous = runs.build_stage_model(profile, 1)
-    pose = predict_stage1(previous, splits.train, profile.input_size)
+    previous = profile.stage1.build_model()
+    pose = predict_stage1(previous, splits.train, profile.stage1.input_size)
     floors = diam_floors(splits.train)
-    model, _ = runs.train_refiner(tmp_path, profile, 2, previous, splits.train, pose, floors, splits.train, pose,
+    model, _ = pipeline.train_refiner(tmp_path, profile, 2, previous, splits.train, pose, floors, splits.train, pose,
                                   floors, progress=False)
     same = [torch.equal(a, b) for a, b in zip(model.state_dict().values(), previous.state_dict().values(), strict=True)]
     assert all(same) if init == "previous" else not any(same[:1])
@@ -361,13 +362,13 @@ def test_a_refiner_starts_from_the_previous_stage_only_when_asked(init, tmp_path
 def test_refine_init_previous_needs_the_same_network_shape():
     with pytest.raises(ValueError, match="refine_init=previous"):
         get_profile("classroom", refine_input_size=96)
-    assert get_profile("classroom", refine_input_size=96, refine_init="scratch").refine_input_size == 96
+    assert get_profile("classroom", refine_input_size=96, refine_init="scratch").refiner.input_size == 96
 
 
 def test_a_finished_run_predicts_and_is_not_retrained(smoke_run, monkeypatch):
     run_dir, profile = smoke_run
-    splits = runs.load_data("synthetic", profile)
-    cascade = runs.load_cascade(run_dir)
+    splits = load_data("synthetic", profile)
+    cascade = pipeline.load_cascade(run_dir)
     poses = cascade.predict(splits.test)
     assert poses.shape == (2, 8, 14, 2) and np.all(np.isfinite(poses))
     assert not np.array_equal(poses[0], poses[1])  # stage 2 moved the joints
@@ -377,7 +378,7 @@ def test_a_finished_run_predicts_and_is_not_retrained(smoke_run, monkeypatch):
 
     monkeypatch.setattr(train_mod, "run_epoch", must_not_run)
     cpu_only(monkeypatch)
-    again = runs.train_run(run_dir, profile, "synthetic", progress=False, log=lambda msg: None)
+    again = pipeline.train_run(run_dir, profile, "synthetic", progress=False, log=lambda msg: None)
     np.testing.assert_array_equal(again.predict(splits.test), poses)
 
 

@@ -14,9 +14,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from deeppose_lab import runs
+from deeppose_lab import pipeline, rundir
 from deeppose_lab.cli import main
 from deeppose_lab.profiles import get_profile
+from deeppose_lab.splits import load_data
 from deeppose_lab.synthetic import SyntheticPoses
 
 TINY = ["--set", "epochs=1", "--set", "refine_epochs=1", "--set", "synthetic_train=16", "--set", "synthetic_test=6",
@@ -54,7 +55,7 @@ def test_train_writes_a_run_directory(run_dir, capsys):
     assert (run_dir / "stage1.pt").is_file() and (run_dir / "stage2.pt").is_file()
     meta = json.loads((run_dir / "run.json").read_text())
     assert meta["data"] == "synthetic" and meta["profile"]["name"] == "smoke"
-    assert meta["profile"]["synthetic_train"] == 16 and meta["profile"]["epochs"] == 1
+    assert meta["profile"]["synthetic_train"] == 16 and meta["profile"]["stage1"]["epochs"] == 1
     assert set(meta["stages"]) == {"1", "2"}
 
 
@@ -140,7 +141,7 @@ def test_no_flip_evaluates_and_predicts_a_flip_averaging_run_as_the_paper_did(ru
         with np.load(out / "predictions.npz", allow_pickle=False) as npz:
             predicted[len(extra)] = npz["joints"]
     assert not np.allclose(predicted[0], predicted[1])
-    assert runs.load_cascade(flipping).flip_test and not runs.load_cascade(flipping, flip_test=False).flip_test
+    assert pipeline.load_cascade(flipping).flip_test and not pipeline.load_cascade(flipping, flip_test=False).flip_test
 
 
 def test_unknown_profile_is_a_user_error(tmp_path, capsys):
@@ -187,7 +188,7 @@ def test_predict_with_a_bad_box(run_dir, pngs, tmp_path, capsys):
 
 def test_training_into_a_locked_run_directory_is_refused(tmp_path, capsys):
     out = tmp_path / "busy"
-    with runs.run_lock(out):
+    with rundir.run_lock(out):
         assert main(["train", "--profile", "smoke", "--data", "synthetic", "--out", str(out), "--quiet", *TINY]) == 2
     err = capsys.readouterr().err
     assert "another training is using this run directory" in err and str(out) in err
@@ -203,5 +204,5 @@ def test_resuming_with_other_settings_is_refused(run_dir, capsys):
 
 def test_auto_data_is_synthetic_when_no_lsp_is_on_disk():
     profile = get_profile("smoke", synthetic_train=3, synthetic_test=2)
-    splits = runs.load_data("auto", profile, log=lambda msg: None)
+    splits = load_data("auto", profile, log=lambda msg: None)
     assert splits.name == "synthetic" and (len(splits.train), len(splits.dev), len(splits.test)) == (2, 1, 2)

@@ -19,7 +19,7 @@ from PIL import Image
 from deeppose_lab import datasets as D
 from deeppose_lab import geometry as g
 from deeppose_lab.images import DataError, image_size, load_image
-from deeppose_lab.sample import FILE_UNITS_OFFSET, Sample, from_file_units, to_file_units
+from deeppose_lab.sample import MATLAB_OFFSET, ZERO_BASED_OFFSET, Sample, from_file_units, to_file_units
 from deeppose_lab.skeleton import NUM_JOINTS
 
 # --- writers for small synthetic data sets ---------------------------------------------------------
@@ -77,11 +77,25 @@ def expect_data_error(fn, *args, names: str | Path, problem: str, **kwargs) -> D
 # --- the pixel convention ---------------------------------------------------------------------------
 
 def test_file_units_offset_is_half_a_pixel():
-    assert FILE_UNITS_OFFSET == 0.5
     file = np.array([[1.0, 1.0], [10.0, 5.0]])
     assert from_file_units(file).tolist() == [[0.5, 0.5], [9.5, 4.5]]  # MATLAB's first pixel centre → (0.5, 0.5)
-    assert np.array_equal(to_file_units(from_file_units(file)), file)
-    assert D.MATLAB_OFFSET == -FILE_UNITS_OFFSET and D.ZERO_BASED_OFFSET == FILE_UNITS_OFFSET
+    assert from_file_units(file, ZERO_BASED_OFFSET).tolist() == [[1.5, 1.5], [10.5, 5.5]]  # 0-based: 1.0 is pixel 1
+    for offset in (MATLAB_OFFSET, ZERO_BASED_OFFSET):
+        assert np.array_equal(to_file_units(from_file_units(file, offset), offset), file)
+
+
+def test_one_sign_for_the_pixel_offset_from_readers_to_exports(tmp_path):
+    """``sample.FILE_UNITS_OFFSET`` (+0.5: internal = file − 0.5) and ``datasets.MATLAB_OFFSET`` (−0.5: internal =
+    file + offset) once meant the same shift with opposite signs; now every reader and exporter uses
+    ``file_offset`` through ``from_file_units`` / ``to_file_units``, and a folder's labels survive the round trip."""
+    from deeppose_lab.report import export_predictions, load_predictions
+
+    coords = distinct_coords(2)
+    lsp = D.load_lsp(write_lsp(tmp_path / "lsp", coords, np.zeros((2, NUM_JOINTS))), "all")
+    assert lsp.file_offset == MATLAB_OFFSET and np.array_equal(lsp.joints, from_file_units(coords, lsp.file_offset))
+    export_predictions(tmp_path / "p.npz", lsp.ids, lsp.joints[None], lsp.file_offset)
+    assert np.array_equal(np.load(tmp_path / "p.npz")["joints"][0], coords)  # the file's own units
+    assert np.array_equal(load_predictions(tmp_path / "p.npz", lsp.file_offset)[1][0], lsp.joints)
 
 
 def assert_joint_on_pixel_centre(image: np.ndarray, joint: np.ndarray) -> None:

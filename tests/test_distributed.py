@@ -53,11 +53,12 @@ def test_training_uses_the_gpu_when_present(tmp_path):
     from deeppose_lab.crops import PersonCrops
     from deeppose_lab.geometry import Augmentation
     from deeppose_lab.model import DeepPoseNet
+    from deeppose_lab.profiles import StageRecipe
     from deeppose_lab.synthetic import SyntheticPoses
     from deeppose_lab.train import FitSettings, fit
 
     model = DeepPoseNet(input_size=48, width=0.125)
     data = SyntheticPoses(8)
-    fit(model, PersonCrops(data, 48, Augmentation.none()), None, FitSettings(epochs=1, lr=1e-4, batch_size=4),
-        tmp_path / "s1.pt", progress=False)
+    s = FitSettings(StageRecipe(epochs=1, lr=1e-4, batch_size=4))
+    fit(model, PersonCrops(data, 48, Augmentation.none()), None, s, tmp_path / "s1.pt", progress=False)
     assert next(model.parameters()).is_cuda

@@ -28,7 +28,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from deeppose_lab import atomic, checkpoint, cli, runs
+from deeppose_lab import atomic, checkpoint, cli, rundir
 from deeppose_lab import train as train_mod
 from deeppose_lab.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 
@@ -53,7 +53,7 @@ def snapshot(run_dir: Path) -> dict[int, dict]:
         json.loads((run_dir / "run.json").read_text())
     out = {}
     for s in STAGES:
-        path = runs.stage_path(run_dir, s)
+        path = rundir.stage_path(run_dir, s)
         if path.exists():
             out[s] = load_checkpoint(path, stage=s)  # raises CheckpointError on a torn or corrupt file
     return out
@@ -361,10 +361,10 @@ def test_ctrl_c_leaves_a_usable_checkpoint_that_resumes_to_the_same_weights(tmp_
     run_dir = tmp_path / "run"
     real_check = train_mod.check_finite
 
-    def interrupt(loss, s, e, step, path):
-        if (s, e, step) == (stage, epoch, 0):
+    def interrupt(loss, s, e, first, step, path):
+        if (s, e, first) == (stage, epoch, 0):  # the epoch's first loss check, before its checkpoint
             raise KeyboardInterrupt
-        real_check(loss, s, e, step, path)
+        real_check(loss, s, e, first, step, path)
 
     monkeypatch.setattr(train_mod, "check_finite", interrupt)
     assert cli.main(train_args(run_dir)) == 130
@@ -410,13 +410,13 @@ def test_disk_full_during_training_exits_2_keeps_the_last_checkpoint_and_resumes
 
 def test_a_second_training_in_a_locked_run_directory_is_refused(tmp_path, capsys):
     run_dir = tmp_path / "run"
-    with runs.run_lock(run_dir):
+    with rundir.run_lock(run_dir):
         assert cli.main(train_args(run_dir)) == 2
     err = capsys.readouterr().err.strip()
     assert err == (f"deeppose-lab train: error: {run_dir}: another training is using this run directory; wait for it "
                    "or choose another --out")
     assert sorted(p.name for p in run_dir.iterdir()) == [".lock"]  # the refused run wrote nothing
-    with runs.run_lock(run_dir):  # and the lock is free again once its holder is done
+    with rundir.run_lock(run_dir):  # and the lock is free again once its holder is done
         pass
 
 
@@ -424,7 +424,7 @@ def test_a_stale_lock_file_from_a_killed_run_does_not_block(tmp_path):
     run_dir = tmp_path / "run"
     run_dir.mkdir()
     (run_dir / ".lock").write_text("99999999")  # the file survives SIGKILL; the kernel lock does not
-    with runs.run_lock(run_dir):
+    with rundir.run_lock(run_dir):
         assert (run_dir / ".lock").read_text() == str(os.getpid())
 
 

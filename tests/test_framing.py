@@ -13,9 +13,10 @@ from test_datasets import distinct_coords, write_lsp, write_lspet
 
 from deeppose_lab import crops as C
 from deeppose_lab import geometry as g
-from deeppose_lab import runs
+from deeppose_lab import pipeline, rundir
 from deeppose_lab.datasets import Concat, load_lsp, load_lspet
 from deeppose_lab.profiles import get_profile
+from deeppose_lab.splits import load_data
 
 
 @pytest.fixture
@@ -29,7 +30,7 @@ def lsp_and_lspet(tmp_path, monkeypatch):
 
 
 def test_lsp_dev_split_is_lsp_801_to_1000_and_never_in_training_or_test(lsp_and_lspet):
-    splits = runs.load_data("lsp", get_profile("smoke", lsp_repeats=1), log=lambda m: None)
+    splits = load_data("lsp", get_profile("smoke", lsp_repeats=1), log=lambda m: None)
     assert splits.dev.ids == [f"im{i:04d}" for i in range(801, 1001)]
     assert len(splits.train) == 800 + 6 and len(splits.test) == 100
     train_ids = {i.split("/")[-1] for i in splits.train.ids}
@@ -40,25 +41,25 @@ def test_lsp_without_lsp_extended_says_what_it_trained_on(lsp_and_lspet):
     import shutil
     shutil.rmtree(lsp_and_lspet / "lspet")
     said = []
-    splits = runs.load_data("lsp", get_profile("smoke", lsp_repeats=1), log=said.append)
+    splits = load_data("lsp", get_profile("smoke", lsp_repeats=1), log=said.append)
     assert len(splits.train) == 800 and "LSP 1-800 only" in said[0] and "no LSP-extended" in said[0]
 
 
 def test_validation_comes_from_the_dev_split_not_the_test_set(tmp_path):
     """train_run's val loss: the dev split of the training images (synthetic: their last tenth)."""
     profile = get_profile("smoke", synthetic_train=20, synthetic_test=4, epochs=1, stages=1, val_images=16)
-    splits = runs.load_data("synthetic", profile, log=lambda m: None)
+    splits = load_data("synthetic", profile, log=lambda m: None)
     assert len(splits.train) == 18 and len(splits.dev) == 2
-    full = runs.load_data("synthetic", profile.replace(val_images=0), log=lambda m: None)  # one at least
+    full = load_data("synthetic", profile.replace(val_images=0), log=lambda m: None)  # one at least
     assert len(full.dev) == 1
     seen = []
-    original = runs.train_stage1
-    runs.train_stage1 = lambda run_dir, p, train, val, progress: seen.append(val.ids) or original(
+    original = pipeline.train_stage1
+    pipeline.train_stage1 = lambda run_dir, p, train, val, progress: seen.append(val.ids) or original(
         run_dir, p, train, val, progress)
     try:
-        runs.train_run(tmp_path / "run", profile, "synthetic", progress=False, log=lambda m: None)
+        pipeline.train_run(tmp_path / "run", profile, "synthetic", progress=False, log=lambda m: None)
     finally:
-        runs.train_stage1 = original
+        pipeline.train_stage1 = original
     assert seen == [splits.dev.ids] and not set(seen[0]) & set(splits.test.ids)
 
 
@@ -87,22 +88,22 @@ def test_mean_pose_baseline_normalises_each_training_pose_in_its_own_framing(lsp
     both = Concat([load_lsp(split="train").subset(range(2)), load_lspet(verbose=False)])
     test = load_lsp(split="test").subset(range(3))
     profile = get_profile("smoke", train_box="auto", box_margin=0.16)
-    baseline = runs.mean_pose_baseline(both, test, profile)
+    baseline = pipeline.mean_pose_baseline(both, test, profile)
     boxes = C.training_boxes(both, "auto", 0.16)
     mean = np.mean([g.normalise(both[n].joints, boxes[n]) for n in range(len(both))], axis=0)
     np.testing.assert_allclose(baseline[0], g.denormalise(mean, C.inference_box(test[0])))
-    whole = runs.mean_pose_baseline(both, test, profile.replace(train_box="image"))
+    whole = pipeline.mean_pose_baseline(both, test, profile.replace(train_box="image"))
     assert np.ptp(whole[0], axis=0).max() < np.ptp(baseline[0], axis=0).max()
 
 
 def test_refiners_learn_from_a_fixed_subset_when_asked(lsp_and_lspet):
-    splits = runs.load_data("lsp", get_profile("smoke", lsp_repeats=1), log=lambda m: None)
-    assert runs.refiner_images(splits.train, get_profile("smoke")) is splits.train
-    chosen = runs.refiner_images(splits.train, get_profile("smoke", refine_images=50))
-    again = runs.refiner_images(splits.train, get_profile("smoke", refine_images=50))
+    splits = load_data("lsp", get_profile("smoke", lsp_repeats=1), log=lambda m: None)
+    assert pipeline.refiner_images(splits.train, get_profile("smoke")) is splits.train
+    chosen = pipeline.refiner_images(splits.train, get_profile("smoke", refine_images=50))
+    again = pipeline.refiner_images(splits.train, get_profile("smoke", refine_images=50))
     assert len(chosen) == 50 and chosen.ids == again.ids and len(set(chosen.ids)) == 50
     assert set(chosen.ids) <= set(splits.train.ids)
-    other = runs.refiner_images(splits.train, get_profile("smoke", refine_images=50, seed=1))
+    other = pipeline.refiner_images(splits.train, get_profile("smoke", refine_images=50, seed=1))
     assert other.ids != chosen.ids
 
 
@@ -111,7 +112,7 @@ def test_time_to_accuracy_chains_the_stages_minutes():
 
     history = [{"seconds": 30.0}, {"seconds": 30.0, "dev_strict_pcp": 0.1, "dev_loose_pcp": 0.2},
                {"seconds": 60.0, "dev_strict_pcp": 0.15, "dev_loose_pcp": 0.25}]
-    curve = runs.dev_curve(history)
+    curve = rundir.dev_curve(history)
     assert curve == [[60.0, 0.1, 0.2], [120.0, 0.15, 0.25]]
     stages = {"1": {"seconds": 120.0, "dev_curve": curve}, "2": {"seconds": 60.0, "dev_curve": [[60.0, 0.2, 0.3]]}}
     assert time_to_accuracy(stages) == [(1, 1.0, 0.1, 0.2), (1, 2.0, 0.15, 0.25), (2, 3.0, 0.2, 0.3)]
@@ -122,17 +123,17 @@ def test_time_to_accuracy_chains_the_stages_minutes():
 def test_training_records_the_dev_curve_and_the_report_draws_it(tmp_path):
     profile = get_profile("smoke", synthetic_train=20, synthetic_test=4, epochs=2, refine_epochs=1, stages=2,
                           val_images=4)
-    runs.train_run(tmp_path / "run", profile, "synthetic", progress=False, log=lambda m: None)
-    meta = runs.read_run(tmp_path / "run")
+    pipeline.train_run(tmp_path / "run", profile, "synthetic", progress=False, log=lambda m: None)
+    meta = rundir.read_run(tmp_path / "run")
     assert [len(meta["stages"][s]["dev_curve"]) for s in ("1", "2")] == [2, 1]
     assert all(0.0 <= p[1] <= p[2] <= 1.0 for s in ("1", "2") for p in meta["stages"][s]["dev_curve"])
-    runs.evaluate_run(tmp_path / "run", log=lambda m: None)
+    pipeline.evaluate_run(tmp_path / "run", log=lambda m: None)
     assert (tmp_path / "run" / "report" / "time_to_accuracy.png").stat().st_size > 1000
 
 
 def test_lsp_repeats_weighs_lsp_against_lsp_extended(lsp_and_lspet):
     said = []
-    splits = runs.load_data("lsp", get_profile("smoke", lsp_repeats=3), log=said.append)
+    splits = load_data("lsp", get_profile("smoke", lsp_repeats=3), log=said.append)
     assert len(splits.train) == 3 * 800 + 6 and "x3 each epoch" in said[0]
     assert splits.train.ids[:800] == splits.train.ids[800:1600]
     assert [splits.train.framing_of(i) for i in (0, 2399, 2400)] == ["image", "image", "person"]
@@ -147,7 +148,7 @@ def test_a_study_trial_scores_every_stage_on_the_dev_split(tmp_path):
     assert row["name"] == "t" and len(row["dev"]) == 2 and set(row["stage_seconds"]) == {"1", "2"}
     assert all(0.0 <= d["strict"] <= d["loose"] <= 1.0 for d in row["dev"])
     again = study.score_run(tmp_path / "t", "t again")  # the same run scored afterwards: the same numbers
-    assert again["dev"] == row["dev"] and again["overrides"]["epochs"] == "1"
+    assert again["dev"] == row["dev"] and again["overrides"]["stage1.epochs"] == "1"
 
 
 def test_refiners_learn_from_stage_1_looking_where_its_training_crops_were_framed(lsp_and_lspet, tmp_path,
@@ -165,7 +166,7 @@ def test_refiners_learn_from_stage_1_looking_where_its_training_crops_were_frame
     monkeypatch.setattr(Cascade, "first_pose", spy)
     profile = get_profile("smoke", lsp_repeats=1, epochs=1, refine_epochs=1, stages=2, val_images=4, batch_size=64,
                           val_every=0, refine_images=0)
-    runs.train_run(tmp_path / "run", profile, "lsp", progress=False, log=lambda m: None)
+    pipeline.train_run(tmp_path / "run", profile, "lsp", progress=False, log=lambda m: None)
     (train, boxes), (val, val_boxes) = calls
     assert len(train) == 806 and val_boxes is None and len(val) == 4
     np.testing.assert_allclose(boxes, C.training_boxes(train, "auto", profile.box_margin))

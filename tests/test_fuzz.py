@@ -31,7 +31,6 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from PIL import Image, features
 
-from deeppose_lab import cascade
 from deeppose_lab import datasets as D
 from deeppose_lab import geometry as g
 from deeppose_lab.images import DataError, image_size, load_image
@@ -350,13 +349,14 @@ def test_property_flipped_crops_relabel_joints_and_visibility_consistently(pose,
 def test_property_cascade_boxes_are_finite_and_usable_for_any_pose(pose, sigma, min_diam):
     with np.errstate(divide="raise", invalid="raise", over="raise"):  # no division by zero on a collapsed torso
         boxes_ = g.cascade_boxes(pose, sigma, min_diam)
-        side = cascade.box_side(pose, sigma)
+        side = g.box_side(pose, sigma)
     assert boxes_.shape == (NUM_JOINTS, 4) and np.isfinite(boxes_).all()
     assert np.allclose(boxes_[:, :2], pose)
     assert np.all(boxes_[:, 2:] >= sigma * min_diam * (1 - 1e-12))
-    assert np.isfinite(side) and side >= sigma * cascade.MIN_DIAM * (1 - 1e-12)
+    assert np.isfinite(side) and side >= sigma * g.MIN_DIAM * (1 - 1e-12)
     diam = float(torso_diameter(pose))
-    assert np.allclose(boxes_[:, 2], sigma * max(diam, min_diam))
+    assert np.allclose(boxes_[:, 2], sigma * max(diam, min_diam, g.MIN_DIAM))
+    assert np.allclose(boxes_[:, 2], g.box_side(pose, sigma, min_diam))
     for box in boxes_[[0, TORSO_PAIR[0]]]:  # each is a box the crop code accepts, with an invertible warp
         m = g.box_to_crop(g.make_box(*box), 32)
         assert np.isfinite(np.linalg.inv(m)).all()

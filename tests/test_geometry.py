@@ -162,14 +162,23 @@ def test_image_box_uses_no_ground_truth():
 
 def test_cascade_box_side_is_sigma_times_diameter():
     diam = float(torso_diameter(POSE))
-    box = g.cascade_box(POSE[6], diam, sigma=2.0)
-    assert box.tolist() == pytest.approx([*POSE[6], 2 * diam, 2 * diam])
     boxes = g.cascade_boxes(POSE, sigma=1.5)
     assert boxes.shape == (NUM_JOINTS, 4)
     assert np.allclose(boxes[:, :2], POSE)
     assert np.allclose(boxes[:, 2:], 1.5 * diam)
     collapsed = np.zeros((NUM_JOINTS, 2))  # a degenerate pose still gives usable boxes
     assert np.allclose(g.cascade_boxes(collapsed, sigma=2.0, min_diam=3.0)[:, 2:], 6.0)
+
+
+def test_one_sigma_diam_side_whatever_the_floor():
+    """The refinement boxes (``cascade_boxes``: widgets, predict, ``refine``) and the training crops' side
+    (``box_side``) once had different floors: below 1 px a floor of 0.3 gave 0.6-px boxes in one and 2 px in the
+    other. Now both are ``box_side``."""
+    collapsed = np.zeros((NUM_JOINTS, 2))
+    for floor in (0.0, 0.3, 1.0, 3.0):
+        expected = 2.0 * max(floor, g.MIN_DIAM)
+        assert float(g.box_side(collapsed, 2.0, floor)) == expected
+        assert np.all(g.cascade_boxes(collapsed, 2.0, floor)[:, 2:] == expected)
 
 
 # --- crop and uncrop -------------------------------------------------------------------------------

@@ -18,7 +18,6 @@ from deeppose_lab.model import (
     PAPER_LAYERS,
     TORCHVISION_CHANNELS,
     DeepPoseNet,
-    build_model,
     count_parameters,
     format_layer_table,
     layer_table,
@@ -113,7 +112,7 @@ def test_forward_at_220_and_joint_layout(paper_net: DeepPoseNet) -> None:
 @pytest.mark.parametrize(("width", "size", "cells"), [(0.25, 64, 2), (0.25, 96, 3), (0.25, 112, 3),
                                                       (0.5, 112, 3), (0.125, 48, 1)])
 def test_narrow_variants_build_and_forward(width: float, size: int, cells: int) -> None:
-    model = build_model(size, width, dropout=0.5, lrn=True).eval()
+    model = DeepPoseNet(input_size=size, width=width, dropout=0.5, lrn=True).eval()
     rows = layer_table(model)
     assert [r.kind for r in rows] == [p.kind for p in PAPER_LAYERS]  # same 13-layer structure
     assert rows[0].output_shape[0] == round(96 * width) and rows[-2].output_shape == (round(4096 * width),)

@@ -156,7 +156,7 @@ def test_profile_data_and_run_dir_follow_the_environment(tmp_path, monkeypatch):
     assert p.name == "smoke"
     assert nbh.data_spec(p) == "synthetic"  # smoke trains on the synthetic people, whatever is on disk
     assert nbh.data_spec(get_profile("classroom")) == "auto"
-    assert nbh.resolved_data("auto") == "synthetic"  # no LSP in an empty data root
+    assert nbh.data_name("auto") == "synthetic"  # no LSP in an empty data root
     assert nbh.run_dir(p) == tmp_path / "runs" / "notebooks" / "smoke-synthetic"
     monkeypatch.setenv("DEEPPOSE_NB_DATA", "lspet")
     assert nbh.data_spec(p) == "lspet"

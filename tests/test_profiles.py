@@ -19,13 +19,14 @@ def test_presets_exist_and_are_valid(name):
 
 def test_paper_profile_is_the_papers_recipe():
     p = get_profile("paper")
-    assert (p.input_size, p.width, p.optimizer, p.lr, p.sigma, p.stages, p.boxes_per_joint) == \
-        (220, 1.0, "adagrad", 5e-4, 2.0, 3, 40)
+    assert (p.stage1.input_size, p.stage1.width, p.stage1.optimizer, p.stage1.lr, p.sigma, p.stages,
+            p.boxes_per_joint) == (220, 1.0, "adagrad", 5e-4, 2.0, 3, 40)
+    assert p.refiner == p.stage1.__class__(**{**p.stage1.__dict__, "epochs": 20})  # the same recipe, fewer epochs
 
 
 def test_smoke_is_smaller_than_classroom():
     smoke, classroom = get_profile("smoke"), get_profile("classroom")
-    assert smoke.input_size < classroom.input_size and smoke.epochs < classroom.epochs
+    assert smoke.stage1.input_size < classroom.stage1.input_size and smoke.stage1.epochs < classroom.stage1.epochs
     assert smoke.synthetic_train < classroom.synthetic_train
 
 
@@ -48,13 +49,13 @@ def test_unknown_profile_lists_the_choices():
 def test_overrides_convert_strings_to_the_field_type():
     p = get_profile("smoke", input_size="96", lr="0.01", bf16="yes", channels_last="0", optimizer="sgd", sigma="1.5",
                     refine_init="scratch")
-    assert p.input_size == 96 and isinstance(p.input_size, int)
-    assert p.lr == 0.01 and isinstance(p.lr, float)
+    assert p.stage1.input_size == 96 and isinstance(p.stage1.input_size, int)
+    assert p.stage1.lr == 0.01 and isinstance(p.stage1.lr, float)
     assert p.bf16 is True and p.channels_last is False
-    assert p.optimizer == "sgd" and p.sigma == 1.5
-    assert get_profile("smoke").input_size == 64  # the preset itself is untouched
+    assert p.stage1.optimizer == p.refiner.optimizer == "sgd" and p.sigma == 1.5
+    assert get_profile("smoke").stage1.input_size == 64  # the preset itself is untouched
     q = get_profile("smoke", epochs=5, lr=1)  # non-strings pass through
-    assert q.epochs == 5 and q.lr == 1
+    assert q.stage1.epochs == 5 and q.stage1.lr == 1
 
 
 @pytest.mark.parametrize(("field", "text", "words"), [
@@ -63,6 +64,8 @@ def test_overrides_convert_strings_to_the_field_type():
     ("lr", "fast", "must be a float"),
     ("bf16", "maybe", "true or false"),
     ("augment", "none", "cannot be set from the command line"),
+    ("stage1", "fast", "cannot be set from the command line"),
+    ("refiner.lr", "fast", "must be a float"),
 ])
 def test_bad_override_strings(field, text, words):
     with pytest.raises(ValueError, match=words):
@@ -82,13 +85,14 @@ def test_unknown_field():
     ("schedule", "linear"), ("train_box", "face"),
 ])
 def test_validation_refuses_bad_values(field, value):
-    with pytest.raises(ValueError, match=field.removesuffix("_size")):  # "input sizes below 48 px" for 32
+    named = field.replace("refine_", "refiner.").removesuffix("_size")  # "input sizes below 48 px" for 32
+    with pytest.raises(ValueError, match=named):
         get_profile("classroom", **{field: value})
 
 
 def test_zero_epochs_and_val_every_are_allowed():
     p = get_profile("smoke", epochs="0", val_every="0", threads="0")
-    assert p.epochs == 0 and p.val_every == 0
+    assert p.stage1.epochs == 0 and p.val_every == 0
 
 
 def test_apply_overrides_with_nothing_returns_an_equal_profile():
@@ -128,3 +132,39 @@ def test_one_augmentation_range_can_be_set_by_name():
         get_profile("classroom", **{"augment.spin": "1"})
     with pytest.raises(ValueError, match="augment.rotate must be a float"):
         get_profile("classroom", **{"augment.rotate": "lots"})
+
+
+# --- per-stage recipes ----------------------------------------------------------------------------------------
+
+def test_each_stage_has_one_recipe_and_one_builder():
+    p = get_profile("classroom", **{"refiner.dropout": "0.1", "stage1.epochs": "7"})
+    assert p.recipe(1) is p.stage1 and p.recipe(2) is p.recipe(3) is p.refiner
+    assert (p.stage1.epochs, p.refiner.epochs, p.stage1.dropout, p.refiner.dropout) == (7, 2, 0.2, 0.1)
+    net = p.refiner.build_model()
+    assert {k: net.config[k] for k in p.refiner.network()} == p.refiner.network()
+
+
+def test_flat_names_keep_their_old_meaning():
+    """``--set lr`` was stage 1's, ``refine_lr`` the refiners', and a field both used set both: still so."""
+    p = get_profile("classroom", lr="0.002", refine_lr="0.0001", refine_epochs="3", dropout="0.3", batch_size="32")
+    assert (p.stage1.lr, p.refiner.lr, p.stage1.epochs, p.refiner.epochs) == (0.002, 0.0001, 20, 3)
+    assert p.stage1.dropout == p.refiner.dropout == 0.3 and p.stage1.batch_size == p.refiner.batch_size == 32
+
+
+def test_a_flat_run_file_from_before_recipes_loads_as_the_same_profile():
+    old = {"name": "classroom", "input_size": 112, "width": 0.5, "dropout": 0.2, "lrn": False, "batchnorm": False,
+           "optimizer": "adam", "loss": "l1", "lr": 0.001, "weight_decay": 0.05, "schedule": "cosine",
+           "batch_size": 64, "epochs": 20, "refine_input_size": 112, "refine_width": 0.5, "refine_epochs": 2,
+           "refine_lr": 0.0003, "stages": 3}
+    assert Profile.from_dict(old) == get_profile("classroom")
+    with pytest.raises(ValueError, match=r"refiner.lr must be a float"):
+        Profile.from_dict({**old, "refine_lr": "fast"})
+    with pytest.raises(ValueError, match=r"unknown profile fields \['stage1.speed'\]"):
+        Profile.from_dict({"stage1": {"speed": 1}})
+
+
+def test_refine_init_previous_needs_a_refiner_of_stage_1s_shape():
+    with pytest.raises(ValueError, match="refine_init=previous copies stage 1's weights"):
+        get_profile("classroom", **{"refiner.width": "0.25"})
+    assert get_profile("classroom", refine_init="scratch", **{"refiner.width": "0.25"}).refiner.width == 0.25
+    assert get_profile("classroom", **{"refiner.dropout": "0.5"}).refiner.dropout == 0.5  # no weights: allowed

@@ -7,6 +7,7 @@ Everything trains a narrow 48-px DeepPoseNet on 16 synthetic people, so the whol
 from __future__ import annotations
 
 import math
+import re
 
 import numpy as np
 import pytest
@@ -26,6 +27,7 @@ from deeppose_lab.crops import (
 )
 from deeppose_lab.geometry import Augmentation
 from deeppose_lab.model import DeepPoseNet
+from deeppose_lab.profiles import StageRecipe
 from deeppose_lab.synthetic import SyntheticPoses
 from deeppose_lab.train import (
     FitSettings,
@@ -60,9 +62,9 @@ def tiny_net(seed: int = 0, dropout: float = 0.5) -> DeepPoseNet:
     return DeepPoseNet(input_size=SIZE, width=0.125, dropout=dropout)
 
 
-def settings(**changes) -> FitSettings:
-    base = dict(epochs=3, lr=1e-3, optimizer="adam", weight_decay=1e-4, schedule="cosine", batch_size=8, seed=7)
-    return FitSettings(**{**base, **changes})
+def settings(seed: int = 7, **changes) -> FitSettings:
+    base = dict(epochs=3, lr=1e-3, optimizer="adam", weight_decay=1e-4, schedule="cosine", batch_size=8, loss="l2")
+    return FitSettings(StageRecipe(**{**base, **changes}), seed=seed)
 
 
 def state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
@@ -112,16 +114,16 @@ def test_pose_loss_does_not_depend_on_batch_size_and_has_gradients():
 
 def test_make_optimizer_kinds():
     model = tiny_net()
-    opt = make_optimizer(model, settings(optimizer="adagrad", lr=5e-4, weight_decay=0.0))
+    opt = make_optimizer(model, settings(optimizer="adagrad", lr=5e-4, weight_decay=0.0).recipe)
     assert isinstance(opt, torch.optim.Adagrad) and opt.param_groups[0]["lr"] == 5e-4
-    opt = make_optimizer(model, settings(optimizer="sgd", lr=0.01, weight_decay=1e-3))
+    opt = make_optimizer(model, settings(optimizer="sgd", lr=0.01, weight_decay=1e-3).recipe)
     assert isinstance(opt, torch.optim.SGD)
     assert opt.param_groups[0]["momentum"] == 0.9 and opt.param_groups[0]["weight_decay"] == 1e-3
-    opt = make_optimizer(model, settings(optimizer="adam", lr=1e-3, weight_decay=1e-4))
+    opt = make_optimizer(model, settings(optimizer="adam", lr=1e-3, weight_decay=1e-4).recipe)
     assert isinstance(opt, torch.optim.AdamW) and opt.param_groups[0]["weight_decay"] == 1e-4
     assert len(opt.param_groups[0]["params"]) == len(list(model.parameters()))
     with pytest.raises(ValueError, match="unknown optimizer 'lbfgs'"):
-        make_optimizer(model, settings(optimizer="lbfgs"))
+        make_optimizer(model, settings(optimizer="lbfgs").recipe)
 
 
 def test_lr_factor_schedules():
@@ -159,7 +161,7 @@ def test_fit_writes_a_checkpoint_after_every_epoch(tmp_path, monkeypatch, poses)
     assert [h["epoch"] for h in history] == [1, 2, 3]
     assert all(math.isfinite(h["train_loss"]) and math.isfinite(h["val_loss"]) for h in history)
     ckpt = load_checkpoint(tmp_path / "stage1.pt", stage=1)
-    assert ckpt["model_config"] == model.config and ckpt["settings"]["epochs"] == 3
+    assert ckpt["model_config"] == model.config and ckpt["settings"]["recipe"]["epochs"] == 3
     assert_same_weights(ckpt["model"], model.state_dict())
     assert not model.training  # fit hands back a model ready for inference
     # the last epoch's validation loss is the finished model's loss on the validation crops
@@ -177,10 +179,10 @@ def test_resume_after_a_crash_ends_with_the_same_weights_as_an_uninterrupted_run
 
     real_check = train_mod.check_finite
 
-    def killed(loss, stage, epoch, step, checkpoint):
-        if epoch == 1 and step == 1:  # SIGINT half way through the second epoch, after one optimizer step
+    def killed(loss, stage, epoch, first, step, checkpoint):
+        if epoch == 1:  # SIGINT at the second epoch's first loss check, after its optimizer steps, before its save
             raise KeyboardInterrupt
-        real_check(loss, stage, epoch, step, checkpoint)
+        real_check(loss, stage, epoch, first, step, checkpoint)
 
     monkeypatch.setattr(train_mod, "check_finite", killed)
     crashed = tiny_net(seed=0)
@@ -248,7 +250,7 @@ def test_nan_loss_stops_with_a_clear_message_and_keeps_the_last_good_checkpoint(
     with pytest.raises(TrainingDiverged) as err:
         fit(model, PersonCrops(poses, SIZE, AUG), None, settings(epochs=3), path, progress=False)
     message = str(err.value)
-    assert "stage 1, epoch 2, batch 1" in message and "nan" in message
+    assert re.search(r"stage 1, epoch 2, batch(es 1-\d+| 1):", message) and "nan" in message
     assert f"last good checkpoint {path} is kept" in message and "lower learning rate" in message
     assert len(saved) == 1 and path.read_bytes() == saved[0]  # epoch 1's file, untouched
     ckpt = load_checkpoint(path, stage=1)
@@ -261,7 +263,7 @@ def test_nan_loss_stops_with_a_clear_message_and_keeps_the_last_good_checkpoint(
 def test_a_huge_learning_rate_diverges_loudly(tmp_path, poses):
     path = tmp_path / "stage1.pt"
     s = settings(epochs=2, optimizer="sgd", lr=1e30, schedule="constant", weight_decay=0.0)
-    with pytest.raises(TrainingDiverged, match=r"stage 1, epoch 1, batch \d+: the loss is (nan|inf)") as err:
+    with pytest.raises(TrainingDiverged, match=r"stage 1, epoch 1, batch(es)? [\d-]+: the loss is (nan|inf)") as err:
         fit(tiny_net(), PersonCrops(poses, SIZE, AUG), None, s, path, progress=False)
     assert "no checkpoint was written" in str(err.value)
     assert not path.exists()

@@ -27,7 +27,7 @@ import torch
 from helpers import SETS, Payload, fake_run, tar_bytes, tar_member
 from PIL import Image
 
-from deeppose_lab import __version__, cli, download, runs
+from deeppose_lab import __version__, cli, download, rundir
 from deeppose_lab.checkpoint import FORMAT, CheckpointError, load_checkpoint
 from deeppose_lab.download import DownloadError, download_dataset, safe_extract
 from deeppose_lab.model import DeepPoseNet
@@ -100,14 +100,14 @@ def test_pickled_code_anywhere_in_the_file_is_refused_without_running(tmp_path, 
 def test_a_run_directory_with_a_booby_trapped_checkpoint_is_refused_by_every_command(tmp_path, run_dir, capsys,
                                                                                     command):
     marker = tmp_path / "marker.txt"
-    write_payload(runs.stage_path(run_dir, 1), marker, "in-weights")
+    write_payload(rundir.stage_path(run_dir, 1), marker, "in-weights")
     image = tmp_path / "me.png"
     Image.new("RGB", (40, 60)).save(image)
     argv = {"evaluate": ["evaluate", str(run_dir), "--out", str(tmp_path / "report")],
             "predict": ["predict", str(run_dir), str(image), "--out", str(tmp_path / "pred")],
             "train": ["train", "--profile", "smoke", "--data", "synthetic", *SETS, "--out", str(run_dir), "--quiet"]}
     err = cli_error(capsys, *argv[command])
-    assert str(runs.stage_path(run_dir, 1)) in err and "refused" in err
+    assert str(rundir.stage_path(run_dir, 1)) in err and "refused" in err
     assert not marker.exists()
 
 
@@ -149,7 +149,7 @@ def test_a_numpy_archive_named_like_a_checkpoint_is_refused(tmp_path):
 
 
 def test_swapped_stage_files_are_named(run_dir, capsys):
-    one, two = runs.stage_path(run_dir, 1), runs.stage_path(run_dir, 2)
+    one, two = rundir.stage_path(run_dir, 1), rundir.stage_path(run_dir, 2)
     data1, data2 = one.read_bytes(), two.read_bytes()
     one.write_bytes(data2)
     two.write_bytes(data1)
@@ -158,13 +158,13 @@ def test_swapped_stage_files_are_named(run_dir, capsys):
 
 
 def test_weights_that_do_not_fit_their_recorded_config_are_named(run_dir, capsys):
-    rewrite(runs.stage_path(run_dir, 1), lambda c: c["model_config"].update(width=0.25))
+    rewrite(rundir.stage_path(run_dir, 1), lambda c: c["model_config"].update(width=0.25))
     err = cli_error(capsys, "evaluate", str(run_dir))
-    assert f"{runs.stage_path(run_dir, 1)}: weights do not fit the recorded model" in err
+    assert f"{rundir.stage_path(run_dir, 1)}: weights do not fit the recorded model" in err
 
 
 def test_resuming_from_a_checkpoint_of_another_model_is_refused(run_dir, capsys):
-    path = runs.stage_path(run_dir, 1)
+    path = rundir.stage_path(run_dir, 1)
     other = DeepPoseNet(input_size=64, width=0.25, dropout=0.0)
     rewrite(path, lambda c: c.update(model_config=other.config, model=other.state_dict(), complete=False))
     err = cli_error(capsys, "train", "--profile", "smoke", "--data", "synthetic", *SETS, "--out", str(run_dir),
@@ -173,13 +173,13 @@ def test_resuming_from_a_checkpoint_of_another_model_is_refused(run_dir, capsys)
 
 
 def test_a_checkpoint_with_unknown_model_config_keys_is_named(run_dir, capsys):
-    rewrite(runs.stage_path(run_dir, 1), lambda c: c["model_config"].update(bogus=1))
+    rewrite(rundir.stage_path(run_dir, 1), lambda c: c["model_config"].update(bogus=1))
     err = cli_error(capsys, "evaluate", str(run_dir))
-    assert str(runs.stage_path(run_dir, 1)) in err and "bogus" in err
+    assert str(rundir.stage_path(run_dir, 1)) in err and "bogus" in err
 
 
 def test_a_stage_checkpoint_for_another_input_size_is_named(run_dir, capsys):
-    path = runs.stage_path(run_dir, 1)
+    path = rundir.stage_path(run_dir, 1)
     other = DeepPoseNet(input_size=48, width=0.125, dropout=0.0)  # the run's profile says 64 px
     rewrite(path, lambda c: c.update(model_config=other.config, model=other.state_dict()))
     err = cli_error(capsys, "evaluate", str(run_dir))

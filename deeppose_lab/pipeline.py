@@ -1,0 +1,275 @@
+"""The pipeline: train a run's stages in order, load them back, evaluate them, predict with them.
+
+Every stage is trained by ``train.fit`` from the profile's recipe for it (``Profile.recipe``); what stage s
+learns from is stage s−1 run on the training images, exactly as the cascade will run at test time. Loading,
+evaluation and prediction take a ``device`` (default: the GPU when there is one, as training uses).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from .atomic import write_text
+from .cascade import Cascade, DisplacementStats, RefineCrops, diam_floor, diam_floors, displacement_stats
+from .checkpoint import CheckpointError, load_checkpoint
+from .crops import PersonCrops, inference_box, training_boxes
+from .datasets import ImageFiles, PoseDataset
+from .distributed import default_device, is_main
+from .drawing import draw_pose, save_png
+from .geometry import Augmentation, cascade_boxes, denormalise, normalise
+from .metrics import pcp
+from .model import DeepPoseNet
+from .profiles import Profile
+from .rundir import Log, agreed_start, read_run, record_stage, run_lock, run_profile, stage_path
+from .sample import to_file_units
+from .skeleton import JOINT_NAMES
+from .splits import load_data, resolve_data
+from .train import FitSettings, fit
+
+Device = torch.device | str | None
+
+
+def fit_settings(profile: Profile, stage: int) -> FitSettings:
+    """How ``fit`` trains ``stage``: its recipe plus the run-wide seed, validation interval and number formats."""
+    return FitSettings(profile.recipe(stage), seed=profile.seed, val_every=profile.val_every, bf16=profile.bf16,
+                       channels_last=profile.channels_last)
+
+
+def train_run(run_dir: Path | str, profile: Profile, data: str = "auto", stages: int | None = None,
+              progress: bool = True, log: Log = print) -> Cascade:
+    """Train stage 1, then each refinement stage in turn, resuming whatever is already in ``run_dir``."""
+    run_dir = Path(run_dir)
+    stages = stages or profile.stages
+    data = resolve_data(data)
+    if profile.threads:
+        torch.set_num_threads(profile.threads)
+    with run_lock(run_dir) if is_main() else contextlib.nullcontext():
+        meta = agreed_start(run_dir, profile, data)
+        splits = load_data(data, profile, log)
+        log(f"data {splits.name}: {len(splits.train)} training, {len(splits.dev)} dev (validation) and "
+            f"{len(splits.test)} test images")
+        val = splits.dev.subset(range(min(profile.val_images, len(splits.dev))), "val")
+        model1, history = train_stage1(run_dir, profile, splits.train, val, progress)
+        record_stage(meta, run_dir, 1, history, log)
+        # Stage s learns from stage s−1's errors exactly as the cascade will make them at test time: on each
+        # training image stage 1 looks where its training crops were framed (LSP-extended: around the person).
+        cascade = cascade_for(profile, model1, [])
+        if stages == 1:
+            return cascade
+        refine_train = refiner_images(splits.train, profile)
+        boxes = training_boxes(refine_train, profile.train_box, profile.box_margin)
+        train_pose, val_pose = cascade.first_pose(refine_train, boxes), cascade.first_pose(val)
+        train_floor, val_floor = diam_floors(refine_train, boxes), diam_floors(val)
+        for s in range(2, stages + 1):
+            model, history = train_refiner(run_dir, profile, s, (cascade.refiners or [model1])[-1], refine_train,
+                                           train_pose, train_floor, val, val_pose, val_floor, progress)
+            record_stage(meta, run_dir, s, history, log)
+            if s < stages:  # the next stage's training poses; after the last stage nothing uses them
+                train_pose = cascade.refined(model, refine_train, train_pose, train_floor)
+            val_pose = cascade.refined(model, val, val_pose, val_floor)
+            cascade.refiners.append(model)
+    return cascade
+
+
+def refiner_images(train: PoseDataset, profile: Profile) -> PoseDataset:
+    """The training images the refinement stages learn from: all of them, or ``refine_images`` of them drawn
+    once with the run's seed. Each refiner crops 14 boxes an image, and every stage's errors must be measured
+    on its images first, so on 11 000 images a refiner's epoch costs about as much as stage 1's 14 epochs."""
+    if not profile.refine_images or profile.refine_images >= len(train):
+        return train
+    chosen = np.random.default_rng([profile.seed, 2]).choice(len(train), profile.refine_images, replace=False)
+    return train.subset(np.sort(chosen), f"{train.name}-refine")
+
+
+def cascade_for(profile: Profile, stage1: nn.Module, refiners: list[nn.Module], compile: bool = False) -> Cascade:
+    """The trained networks with the profile's test-time settings (sizes, σ, flip averaging, bf16).
+
+    ``compile`` (``--compile`` on the command line) pays seconds per network up front for faster inference.
+    """
+    return Cascade(stage1, profile.stage1.input_size, refiners, profile.refiner.input_size, profile.sigma,
+                   profile.flip_test, profile.bf16, compile)
+
+
+def train_stage1(run_dir: Path, profile: Profile, train: PoseDataset, val: PoseDataset, progress: bool
+                 ) -> tuple[DeepPoseNet, list[dict]]:
+    torch.manual_seed(profile.seed)
+    model = profile.stage1.build_model()
+    size = profile.stage1.input_size
+    crops = PersonCrops(train, size, profile.augment, profile.train_box, profile.box_margin, profile.mask_hidden)
+    val_crops = PersonCrops(val, size, Augmentation.none(), "image", mask_hidden=profile.mask_hidden)
+    score = (lambda m: dev_scores(cascade_for(profile, m, []).first_pose(val), val)) if len(val) else None
+    history = fit(model, crops, val_crops, fit_settings(profile, 1), stage_path(run_dir, 1), 1, progress=progress,
+                  score=score)
+    return model, history
+
+
+def dev_scores(pred: np.ndarray, dev: PoseDataset) -> dict[str, float]:
+    """What a validation pass records besides the loss: strict and loose PCP on the dev split (time to accuracy)."""
+    return {f"dev_{mode}_pcp": pcp(pred, dev.joints, mode=mode)["mean"] for mode in ("strict", "loose")}
+
+
+def refine_augmentation(profile: Profile) -> Augmentation:
+    """Stage-s crops are already jittered by the simulated displacement; keep rotation, scale, flip, colour."""
+    a = profile.augment
+    return Augmentation(shift=0.0, scale=a.scale, rotate=a.rotate, flip=a.flip, colour=a.colour)
+
+
+def train_refiner(run_dir: Path, profile: Profile, stage: int, previous: DeepPoseNet, train: PoseDataset,
+                  train_pose: np.ndarray, train_floor: np.ndarray, val: PoseDataset, val_pose: np.ndarray,
+                  val_floor: np.ndarray, progress: bool) -> tuple[DeepPoseNet, list[dict]]:
+    """Stage s on stage s−1's training-set poses (``train_pose``); ``*_floor`` are the per-image diam floors.
+
+    With ``refine_init = "previous"`` stage s starts as a copy of stage s−1 (``previous``) and then trains
+    its own parameters: on LSP a refiner started from random weights learned too little in minutes to move
+    already-good joints closer (PDJ@0.1 fell), while one that starts from features which already find
+    limbs improved every measure (see the README).
+    """
+    stats = displacement_stats(train_pose, train.joints, train.visible, profile.sigma, train_floor)
+    torch.manual_seed(profile.seed + stage)
+    model = profile.refiner.build_model()
+    if profile.refine_init == "previous":
+        model.load_state_dict(previous.state_dict())
+    size = profile.refiner.input_size
+    crops = RefineCrops(train, train_pose, stats, profile.sigma, size, profile.boxes_per_joint,
+                        refine_augmentation(profile), profile.mask_hidden, min_diam=train_floor)
+    val_crops = RefineCrops(val, val_pose, stats, profile.sigma, size, 1, Augmentation.none(), profile.mask_hidden,
+                            simulate=False, min_diam=val_floor)
+    scorer = cascade_for(profile, previous, [])
+
+    def score(m: nn.Module) -> dict[str, float]:
+        return dev_scores(scorer.refined(m, val, val_pose, val_floor), val)
+
+    history = fit(model, crops, val_crops, fit_settings(profile, stage), stage_path(run_dir, stage), stage,
+                  extra={"displacement": stats.to_payload(), "sigma": profile.sigma}, progress=progress,
+                  score=score if len(val) else None)
+    return model, history
+
+
+def load_stage(run_dir: Path, stage: int, input_size: int | None = None, device: Device = None
+               ) -> tuple[DeepPoseNet, dict[str, Any]]:
+    """A finished stage's model (eval mode, on ``device``; default: the GPU when present) and its checkpoint;
+    ``input_size`` is what the run expects."""
+    path = stage_path(run_dir, stage)
+    ckpt = load_checkpoint(path, stage=stage)
+    if not ckpt["complete"]:
+        raise CheckpointError(path, f"stage {stage} is unfinished (epoch {ckpt['epoch'] + 1}); "
+                                    "run `deeppose-lab train` again with the same --out to finish it")
+    config = ckpt["model_config"]
+    if input_size is not None and isinstance(config, dict) and config.get("input_size") != input_size:
+        raise CheckpointError(path, f"holds a network for input_size {config.get('input_size')} px, but this run's "
+                                    f"profile crops stage {stage} at {input_size} px; the file is from another run")
+    try:
+        model = DeepPoseNet.from_config(config)
+        model.load_state_dict(ckpt["model"])
+    except (TypeError, ValueError, RuntimeError) as exc:
+        raise CheckpointError(path, f"weights do not fit the recorded model ({str(exc).splitlines()[0]})") from None
+    return model.to(device or default_device()).eval(), ckpt
+
+
+def load_cascade(run_dir: Path | str, stages: int | None = None, compile: bool = False,
+                 flip_test: bool | None = None, device: Device = None) -> Cascade:
+    """Every finished stage in ``run_dir`` (or the first ``stages``), ready to predict on ``device``.
+
+    ``flip_test`` overrides the run's test-time flip averaging (None keeps it). It is a test-time choice, so
+    ``False`` (``--no-flip``) evaluates any run as the paper did, without mirrored crops, from half the crops.
+    """
+    run_dir = Path(run_dir)
+    profile = run_profile(run_dir)
+    if flip_test is not None:
+        profile = profile.replace(flip_test=flip_test)
+    model1, _ = load_stage(run_dir, 1, profile.stage1.input_size, device)
+    refiners = []
+    s = 2
+    while stage_path(run_dir, s).exists() and (stages is None or s <= stages):
+        refiners.append(load_stage(run_dir, s, profile.refiner.input_size, device)[0])
+        s += 1
+    return cascade_for(profile, model1, refiners, compile)
+
+
+def stage_stats(run_dir: Path | str, stage: int) -> DisplacementStats:
+    """The displacement statistics a refinement stage was trained on (for plots)."""
+    _, ckpt = load_stage(Path(run_dir), stage, device="cpu")
+    return DisplacementStats.from_payload(ckpt["displacement"])
+
+
+def mean_pose_baseline(train: PoseDataset, test: PoseDataset, profile: Profile) -> np.ndarray:
+    """The mean training pose in box-normalised space, placed in every test image's box (no image seen).
+
+    Each training pose is normalised in the box its stage-1 crop was framed by (``training_boxes``), as the
+    network's targets were: LSP-extended poses normalised in their whole images would shrink the mean pose."""
+    boxes = training_boxes(train, profile.train_box, profile.box_margin)
+    mean = np.mean([normalise(s.joints, boxes[n]) for n, s in enumerate(train)], axis=0)
+    return np.stack([denormalise(mean, inference_box(s)) for s in test])
+
+
+def evaluate_run(run_dir: Path | str, data: str | None = None, out: Path | str | None = None,
+                 stages: int | None = None, log: Log = print, compile: bool = False,
+                 flip_test: bool | None = None, device: Device = None) -> dict[str, Any]:
+    """Run every stage on the test split and write the report (JSON, markdown table, PDJ plot, best/worst).
+
+    ``compile``, ``flip_test`` and ``device`` as in ``load_cascade``; the report records the flip averaging used."""
+    from .report import write_report
+
+    run_dir = Path(run_dir)
+    meta = read_run(run_dir)
+    profile = Profile.from_dict(meta["profile"])
+    splits = load_data(data or meta["data"], profile, log)
+    cascade = load_cascade(run_dir, stages, compile, flip_test, device)
+    tic = time.perf_counter()
+    splits.test.decode_all()  # first, so the inference figure is the cascade's alone
+    decoding = time.perf_counter() - tic
+    tic = time.perf_counter()
+    preds = cascade.predict(splits.test)
+    seconds = time.perf_counter() - tic
+    baseline = mean_pose_baseline(splits.train, splits.test, profile)
+    report_meta = {"run": str(run_dir), "profile": profile.name, "data": splits.name, "stages": cascade.stages,
+                   "flip_test": cascade.flip_test, "training_seconds": meta.get("stages", {}),
+                   "decoding_ms_per_image": 1000 * decoding / len(preds[0]),
+                   "inference_ms_per_image": 1000 * seconds / len(preds[0]),  # with --compile: compiling included
+                   "compile": compile}
+    out = Path(out) if out is not None else run_dir / "report"
+    results = write_report(out, preds, splits.test, report_meta, baseline_preds=baseline)
+    log(f"report written to {out}/ (report.md, report.json, pdj.png, best_worst.png, predictions.npz)")
+    return results
+
+
+def predict_images(run_dir: Path | str, paths: Sequence[Path], out: Path | str | None = None,
+                   box: np.ndarray | None = None, stages: int | None = None, compile: bool = False,
+                   flip_test: bool | None = None, device: Device = None) -> Path:
+    """Predict every image (with ``box`` [cx, cy, w, h] or the whole image), draw and export; returns the folder.
+
+    Coordinates are written as the your-own-images annotation format has them (pixel centres at integers,
+    top-left pixel (0, 0), as image viewers and OpenCV report them), so a prediction can be corrected by hand and
+    fed back as training data. ``compile``, ``flip_test`` and ``device`` as in ``load_cascade``."""
+    from .report import export_predictions
+
+    cascade = load_cascade(run_dir, stages, compile, flip_test, device)
+    images = ImageFiles.unlabelled(paths)
+    images.decode_all()  # now, so a bad file is named before any work is done
+    boxes = None if box is None else np.tile(box, (len(images), 1))
+    poses = cascade.predict(images, boxes)  # (S, N, 14, 2) internal pixels
+    out = Path(out) if out is not None else Path(run_dir) / "predict"
+    out.mkdir(parents=True, exist_ok=True)
+    records = []
+    for n, path in enumerate(images.paths):
+        final = poses[-1, n]
+        floor = diam_floor(images[n], None if boxes is None else boxes[n])  # the boxes the last stage cropped
+        boxes_n = cascade_boxes(poses[-2, n], cascade.sigma, floor) if cascade.stages > 1 else None
+        save_png(out / f"{path.stem}_pose.png", draw_pose(images.image(n), final, scale=2, boxes=boxes_n))
+        file_units = to_file_units(poses[:, n], images.file_offset)
+        records.append({"image": str(path), "joint_names": list(JOINT_NAMES),
+                        "joints": file_units[-1].round(2).tolist(),
+                        "stages": file_units.round(2).tolist()})
+    write_text(out / "predictions.json", json.dumps({"convention": "pixel centres at integers, (0, 0) top-left",
+                                                    "predictions": records}, indent=1))
+    export_predictions(out / "predictions.npz", images.ids, poses, images.file_offset)
+    return out
