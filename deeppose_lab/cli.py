@@ -65,8 +65,8 @@ def cmd_train(args: argparse.Namespace) -> None:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> None:
-    from .report import markdown_table
     from .pipeline import evaluate_run
+    from .report import markdown_table
 
     results = evaluate_run(args.run_dir, args.data, args.out, args.stages, compile=args.compile,
                            flip_test=False if args.no_flip else None, device=args.device)
@@ -75,8 +75,8 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
 
 def cmd_demo(args: argparse.Namespace) -> None:
     """Train and evaluate the whole cascade on the default data (LSP when present, else synthetic)."""
-    from .report import markdown_table
     from .pipeline import evaluate_run, train_run
+    from .report import markdown_table
 
     profile = profile_from(args)
     train_run(args.out, profile, args.data, progress=not args.quiet)

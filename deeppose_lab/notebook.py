@@ -26,6 +26,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
+from matplotlib.figure import Figure
 
 from .datasets import data_root, lsp_available, lspet_folder
 from .drawing import contact_sheet
@@ -182,9 +183,12 @@ class Picture:
         return f"<{self.label}>"
 
 
-def show(images: np.ndarray | Sequence[np.ndarray], captions: Sequence[str] | None = None, columns: int = 4,
+def show(images: np.ndarray | Sequence[np.ndarray] | Figure, captions: Sequence[str] | None = None, columns: int = 4,
          tile_size: int = 192, title: str | None = None) -> Picture:
-    """One picture, or several as a contact sheet (``drawing.contact_sheet``), ready to be a cell's output."""
+    """One picture, a matplotlib figure (``plots``), or several pictures as a contact sheet
+    (``drawing.contact_sheet``), ready to be a cell's output."""
+    if isinstance(images, Figure):
+        return figure_picture(images)
     if isinstance(images, np.ndarray) and images.ndim == 3 and captions is None and title is None:
         return Picture(images)
     tiles = [images] if isinstance(images, np.ndarray) and images.ndim == 3 else list(images)
@@ -202,70 +206,13 @@ def show_file(path: Path | str, fmt: str = "jpeg") -> Picture:
     return Picture(load_image(path), Path(path).name, fmt=fmt)
 
 
-def figure_picture(fig) -> Picture:
+def figure_picture(fig: Figure) -> Picture:
     """A matplotlib ``Figure`` rendered to a ``Picture`` (no pyplot state, no backend set-up needed)."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
 
-    canvas = FigureCanvasAgg(fig)
+    canvas = fig.canvas if isinstance(fig.canvas, FigureCanvasAgg) else FigureCanvasAgg(fig)
     canvas.draw()
     return Picture(np.asarray(canvas.buffer_rgba())[..., :3].copy(), "figure", fmt="png")
-
-
-def new_figure(width: float, height: float, rows: int = 1, cols: int = 1, **kwargs: object):
-    """A bare matplotlib ``Figure`` and its axes (pyplot is never involved, so nothing is shown twice)."""
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=(width, height), dpi=90, layout="constrained")
-    return fig, fig.subplots(rows, cols, squeeze=False, **kwargs)
-
-
-def plot_history(history: Sequence[dict], title: str = "training loss") -> Picture:
-    """Training (and validation, where measured) loss per epoch from a checkpoint's ``history``."""
-    from matplotlib.ticker import MaxNLocator
-
-    fig, axes = new_figure(6.5, 3.2)
-    ax = axes[0, 0]
-    epochs = [h["epoch"] for h in history]
-    ax.plot(epochs, [h["train_loss"] for h in history], "o-", label="training (augmented, dropout on)")
-    val = [(h["epoch"], h["val_loss"]) for h in history if "val_loss" in h]
-    if val:
-        ax.plot(*zip(*val, strict=True), "s--", label="validation (no augmentation)")
-    ax.set_xlabel("epoch")
-    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    ax.set_ylabel(r"loss $\sum_i \Vert\psi_i - N(\mathbf{y}_i)\Vert^2$")
-    ax.set_title(title)
-    ax.grid(alpha=0.3)
-    ax.legend()
-    return figure_picture(fig)
-
-
-def plot_displacements(stats, sigma: float, title: str | None = None) -> Picture:
-    """Each joint's fitted normal of stage s−1's errors (units of σ·diam): mean (dot), 1- and 2-sd ellipses."""
-    from matplotlib.patches import Ellipse
-
-    from .drawing import joint_colors
-    from .skeleton import JOINT_NAMES
-
-    fig, axes = new_figure(11, 3.6, 2, 7, sharex=True, sharey=True)
-    colours = [tuple(c / 255 for c in rgb) for rgb in joint_colors()]
-    reach = max(0.25, float(np.max(np.abs(stats.mean) + 2.2 * np.sqrt(np.diagonal(stats.cov, axis1=1, axis2=2)))))
-    for j, ax in enumerate(axes.ravel()):
-        values, vectors = np.linalg.eigh(stats.cov[j])
-        angle = float(np.degrees(np.arctan2(vectors[1, -1], vectors[0, -1])))
-        for k in (1, 2):
-            w, h = 2 * k * np.sqrt(np.maximum(values[::-1], 0))
-            ax.add_patch(Ellipse(stats.mean[j], w, h, angle=angle, fill=False, color=colours[j], alpha=1.2 - 0.4 * k))
-        ax.plot(*stats.mean[j], "o", color=colours[j])
-        ax.axhline(0, color="grey", lw=0.5)
-        ax.axvline(0, color="grey", lw=0.5)
-        ax.set_title(f"{JOINT_NAMES[j]} (n={int(stats.count[j])})", fontsize=8)
-        ax.set_xlim(-reach, reach)
-        ax.set_ylim(reach, -reach)  # y down, as in the image
-        ax.set_aspect("equal")
-        ax.tick_params(labelsize=7)
-    fig.suptitle(title or r"$(\mathbf{y}_i^{s-1} - \mathbf{y}_i) / (\sigma\,\mathrm{diam})$, "
-                 f"σ = {sigma:g}: mean and 1 and 2 sd ellipses per joint (training images)", fontsize=10)
-    return figure_picture(fig)
 
 
 def recorded_times(run: Path) -> dict[str, str]:

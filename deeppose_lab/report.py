@@ -16,15 +16,13 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.figure import Figure
 
-from . import atomic, metrics
+from . import atomic, metrics, plots
 from .datasets import PoseDataset
 from .drawing import contact_sheet, draw_poses, save_png
 from .images import DataError
 from .sample import from_file_units, to_file_units
-from .skeleton import JOINT_NAMES, NUM_JOINTS, PAPER_GROUPS, joint_index
+from .skeleton import JOINT_NAMES, NUM_JOINTS, PAPER_GROUPS
 
 # DeepPose on LSP, PCP at 0.5, per stage (Toshev & Szegedy 2014; recalled from memory, see GUIDE §1).
 PAPER_LSP_PCP: dict[int, dict[str, float]] = {
@@ -37,13 +35,6 @@ TABLE_COLUMNS: tuple[tuple[str, str], ...] = (
     ("lower_leg", "Leg lower"), ("mean", "Mean"),
 )
 PCP_THRESHOLD = 0.5
-# Left and right joints share a panel in the PDJ figure, as in the paper's per-joint plots.
-PDJ_PANELS: tuple[tuple[str, tuple[int, ...]], ...] = (
-    ("wrists", joint_index("r_wrist", "l_wrist")), ("elbows", joint_index("r_elbow", "l_elbow")),
-    ("shoulders", joint_index("r_shoulder", "l_shoulder")), ("head top", joint_index("head_top")),
-    ("ankles", joint_index("r_ankle", "l_ankle")), ("knees", joint_index("r_knee", "l_knee")),
-    ("hips", joint_index("r_hip", "l_hip")), ("neck", joint_index("neck")),
-)
 REPORT_FILES = ("predictions.npz", "pdj.png", "best_worst.png", "report.md", "report.json")
 
 
@@ -167,73 +158,6 @@ def markdown_table(results: dict, baseline: dict | None = None, baseline_name: s
                 "pixels, over finite predictions.")
     return "\n\n".join([caption, pcp_table(results, baseline, baseline_name, digits),
                         caption2, extra_table(results, baseline, baseline_name, digits)]) + "\n"
-
-
-# --- figures -----------------------------------------------------------------------------------------------
-
-def plot_pdj(results: dict, path: Path | str, baseline: dict | None = None, baseline_name: str = "mean pose",
-             title: str | None = None) -> None:
-    """PDJ vs normalised distance (0–0.5 of the true torso) per joint pair, one line per stage; PNG, atomic.
-
-    Uses a bare ``Figure`` with the Agg canvas, so the user's pyplot backend and open figures are untouched.
-    """
-    fractions = np.asarray(results["pdj_fractions"])
-    fig = Figure(figsize=(12, 6.4), dpi=100, layout="constrained")
-    FigureCanvasAgg(fig)
-    axes = fig.subplots(2, len(PDJ_PANELS) // 2, sharex=True, sharey=True).ravel()
-    series = [(f"stage {st['stage']}", st, "-") for st in results["stages"]]
-    if baseline is not None:
-        series.append((baseline_name, baseline["stages"][-1], "--"))
-    for ax, (name, joints) in zip(axes, PDJ_PANELS, strict=True):
-        for label, st, style in series:
-            curve = np.asarray(st["pdj_curve"])[:, list(joints)].mean(axis=1)
-            ax.plot(fractions, curve, style, label=label, color="grey" if style == "--" else None)
-        ax.set_title(name)
-        ax.set_xlim(0, fractions.max())
-        ax.set_ylim(0, 1)
-        ax.grid(alpha=0.3)
-    for ax in axes[len(axes) // 2:]:
-        ax.set_xlabel("normalised distance to truth")
-    for ax in axes[:: len(axes) // 2]:
-        ax.set_ylabel("detection rate (PDJ)")
-    axes[0].legend(loc="lower right", fontsize="small")
-    fig.suptitle(title or f"PDJ per joint (n = {results['n']}, distance / true torso diameter)")
-    atomic.write_with(path, lambda fh: fig.savefig(fh, format="png"))
-
-
-def time_to_accuracy(stages: dict) -> list[tuple[int, float, float, float]]:
-    """(stage, training minutes since the cascade started, dev strict PCP, dev loose PCP) per validation pass,
-    from run.json's per-stage ``dev_curve``; a stage's minutes start where the previous stage's training ended."""
-    points, start = [], 0.0
-    for key in sorted(stages, key=int):
-        for seconds, strict, loose in stages[key].get("dev_curve", []):
-            points.append((int(key), (start + seconds) / 60.0, strict, loose))
-        start += float(stages[key].get("seconds", 0.0))
-    return points
-
-
-def plot_time_to_accuracy(stages: dict, path: Path | str) -> bool:
-    """Dev-split PCP against training minutes, one colour per stage; False (nothing drawn) without a curve."""
-    points = time_to_accuracy(stages)
-    if not points:
-        return False
-    fig = Figure(figsize=(6, 3.5), dpi=100, layout="constrained")
-    FigureCanvasAgg(fig)
-    ax = fig.subplots()
-    previous: list[tuple[float, float, float]] = []
-    for stage in sorted({p[0] for p in points}):
-        pts = np.array(previous + [p[1:] for p in points if p[0] == stage])  # joined to where the last stage ended
-        colour = f"C{stage - 1}"
-        ax.plot(pts[:, 0], pts[:, 1], "o-", color=colour, label=f"stage {stage} strict")
-        ax.plot(pts[:, 0], pts[:, 2], "x--", color=colour, alpha=0.6, label=f"stage {stage} loose")
-        previous = [tuple(pts[-1])]
-    ax.set_xlabel("training minutes (cascade so far)")
-    ax.set_ylabel("PCP@0.5 on the dev split")
-    ax.set_title("Time to accuracy (dev split: training images held out)")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=7, loc="lower right", ncol=3)
-    atomic.write_with(path, lambda fh: fig.savefig(fh, format="png"))
-    return True
 
 
 def best_worst_sheet(dataset: PoseDataset, pred: np.ndarray, true: np.ndarray, path: Path | str, k: int = 8,
@@ -384,10 +308,12 @@ def write_report(out_dir: Path | str, stage_preds: np.ndarray, dataset: PoseData
                                 **{f"stage {s}": v for s, v in PAPER_LSP_PCP.items()}}
     results["meta"] = to_jsonable(meta)
     export_predictions(out / "predictions.npz", dataset.ids, preds, dataset.file_offset)
-    plot_pdj(results, out / "pdj.png", results.get("baseline"), baseline_name,
-             title=f"PDJ per joint on {dataset.name} (n = {len(dataset)})")
+    plots.save(plots.pdj(results, results.get("baseline"), baseline_name,
+                         title=f"PDJ per joint on {dataset.name} (n = {len(dataset)})"), out / "pdj.png")
     best_worst_sheet(dataset, preds[-1], true, out / "best_worst.png", k=k)
-    plot_time_to_accuracy(meta.get("training_seconds", {}), out / "time_to_accuracy.png")
+    curve = plots.time_to_accuracy(meta.get("training_seconds", {}))
+    if curve is not None:
+        plots.save(curve, out / "time_to_accuracy.png")
     atomic.write_text(out / "report.md", report_markdown(results, meta, baseline_name))
     write_json(out / "report.json", results)
     return results

@@ -157,3 +157,14 @@ def dev_curve(history: list[dict]) -> list[list[float]]:
         if "dev_strict_pcp" in h:
             curve.append([round(elapsed, 1), round(h["dev_strict_pcp"], 4), round(h["dev_loose_pcp"], 4)])
     return curve
+
+
+def time_to_accuracy(stages: dict) -> list[tuple[int, float, float, float]]:
+    """(stage, training minutes since the cascade started, dev strict PCP, dev loose PCP) per validation pass,
+    from run.json's per-stage ``dev_curve``; a stage's minutes start where the previous stage's training ended."""
+    points, start = [], 0.0
+    for key in sorted(stages, key=int):
+        for seconds, strict, loose in stages[key].get("dev_curve", []):
+            points.append((int(key), (start + seconds) / 60.0, strict, loose))
+        start += float(stages[key].get("seconds", 0.0))
+    return points

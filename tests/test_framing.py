@@ -108,7 +108,8 @@ def test_refiners_learn_from_a_fixed_subset_when_asked(lsp_and_lspet):
 
 
 def test_time_to_accuracy_chains_the_stages_minutes():
-    from deeppose_lab.report import plot_time_to_accuracy, time_to_accuracy
+    from deeppose_lab.plots import time_to_accuracy as figure
+    from deeppose_lab.rundir import time_to_accuracy
 
     history = [{"seconds": 30.0}, {"seconds": 30.0, "dev_strict_pcp": 0.1, "dev_loose_pcp": 0.2},
                {"seconds": 60.0, "dev_strict_pcp": 0.15, "dev_loose_pcp": 0.25}]
@@ -117,7 +118,7 @@ def test_time_to_accuracy_chains_the_stages_minutes():
     stages = {"1": {"seconds": 120.0, "dev_curve": curve}, "2": {"seconds": 60.0, "dev_curve": [[60.0, 0.2, 0.3]]}}
     assert time_to_accuracy(stages) == [(1, 1.0, 0.1, 0.2), (1, 2.0, 0.15, 0.25), (2, 3.0, 0.2, 0.3)]
     assert time_to_accuracy({"1": {"seconds": 5.0, "epochs": 1}}) == []  # a run from before the curve
-    assert plot_time_to_accuracy({"1": {"seconds": 5.0, "epochs": 1}}, "unused.png") is False
+    assert figure({"1": {"seconds": 5.0, "epochs": 1}}) is None
 
 
 def test_training_records_the_dev_curve_and_the_report_draws_it(tmp_path):

@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 
 from deeppose_lab import notebook as nbh
+from deeppose_lab import plots
 from deeppose_lab.profiles import get_profile
 
 NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
@@ -204,8 +205,8 @@ def test_pictures_show_as_images_with_plain_text():
     assert set(bundle) == {"image/jpeg", "text/plain"} and bundle["text/plain"] == "<contact sheet>"
     single = nbh.show(np.zeros((10, 10, 3), np.uint8))
     assert single.array.shape == (10, 10, 3)
-    fig, axes = nbh.new_figure(2, 2)
+    fig, axes = plots.new_figure(2, 2)
     axes[0, 0].plot([0, 1], [1, 0])
-    assert set(nbh.figure_picture(fig)._repr_mimebundle_()) == {"image/png", "text/plain"}
+    assert set(nbh.show(fig)._repr_mimebundle_()) == {"image/png", "text/plain"}
     history = [{"epoch": 1, "train_loss": 1.0, "val_loss": 0.9}, {"epoch": 2, "train_loss": 0.5}]
-    assert nbh.plot_history(history).array.ndim == 3
+    assert nbh.show(plots.history(history)).array.ndim == 3

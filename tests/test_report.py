@@ -11,7 +11,7 @@ import pytest
 from helpers import POSE
 from PIL import Image
 
-from deeppose_lab import report
+from deeppose_lab import plots, report
 from deeppose_lab.datasets import MATLAB_OFFSET, PoseDataset
 from deeppose_lab.images import DataError
 from deeppose_lab.skeleton import NUM_JOINTS
@@ -198,7 +198,7 @@ def test_plot_pdj_writes_a_png_and_leaves_the_backend_alone(tmp_path):
     backend = matplotlib.get_backend()
     true = tiny().joints
     res = report.evaluate_predictions(stages_for(true), true)
-    report.plot_pdj(res, tmp_path / "pdj.png", baseline=res)
+    plots.save(plots.pdj(res, baseline=res), tmp_path / "pdj.png")
     assert matplotlib.get_backend() == backend
     with Image.open(tmp_path / "pdj.png") as img:
         assert img.format == "PNG" and img.width > 400
@@ -264,7 +264,7 @@ def test_failure_before_report_json_keeps_the_previous_one(tmp_path, monkeypatch
     def crash(*args, **kwargs):
         raise RuntimeError("plot failed")
 
-    monkeypatch.setattr(report, "plot_pdj", crash)
+    monkeypatch.setattr(plots, "pdj", crash)
     with pytest.raises(RuntimeError, match="plot failed"):
         make_report(tmp_path, ds, {"profile": "changed"})
     assert (tmp_path / "report.json").read_bytes() == before  # report.json is written last
