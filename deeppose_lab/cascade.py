@@ -96,6 +96,8 @@ class RefineCrops:
 
     With ``simulate=False`` (validation) the box is centred on stage s−1's actual estimate instead, exactly
     as at test time.
+
+    Introduced in ``notebooks/05_cascade.ipynb``.
     """
 
     def __init__(self, dataset: PoseDataset, previous: np.ndarray, stats: DisplacementStats, sigma: float, size: int,
@@ -138,8 +140,7 @@ def uint8_input(crops: np.ndarray) -> torch.Tensor:
     """uint8 (B, S, S, 3) crops as the network's (B, 3, S, S) input, channels_last, without a copy.
 
     DeepPoseNet normalises uint8 itself (``model.normalise_input``) with the numbers a float crop gives, but
-    allocates the batch twice instead of three times and in bf16 skips autocast's cast: the classroom cascade
-    (bf16, 8 images, 12 paired rounds) took 0.84 of the time with flip averaging, 0.97 without; fp32 1.01.
+    allocates the batch twice instead of three times and in bf16 skips autocast's cast (docs/performance.md).
     """
     return torch.from_numpy(np.ascontiguousarray(crops)).permute(0, 3, 1, 2)
 
@@ -176,6 +177,8 @@ def predict_stage1(model: nn.Module, dataset: PoseDataset, size: int, boxes: np.
     """Stage 1 on every image: crop the test-time box (no labels used), regress, map back. (N, 14, 2) px.
 
     ``flip_test`` averages each prediction with that of the mirrored crop (a profile setting, not the paper's).
+
+    Introduced in ``notebooks/04_stage1.ipynb``.
     """
     out = np.empty((len(dataset), NUM_JOINTS, 2))
     for start in range(0, len(dataset), batch_size):
@@ -197,10 +200,9 @@ def refine(model: nn.Module, dataset: PoseDataset, previous: np.ndarray, sigma: 
     """One cascade stage: every joint's crop of an image in one batch; joint i moves by output i, in IMAGE px.
 
     ``flip_test`` averages each crop's output with that of its mirror, as stage 1 does.
-    Four images a batch (56 crops, 112 with flip averaging): at eight, the classroom network's 224-crop input
-    passed 32 MB, the size above which glibc hands every allocation fresh pages from the kernel (one such
-    normalisation pass: 16 ms against 1.8 ms for two halves); the whole cascade gained 2–6 % (timed in
-    alternation).
+    Four images a batch (56 crops, 112 with flip averaging): at eight, the classroom network's input passes
+    32 MB, the size above which glibc hands every allocation fresh pages from the kernel, which is slow
+    (docs/performance.md).
     """
     out = np.empty_like(previous, dtype=np.float64)
     floors = np.full(len(dataset), MIN_DIAM) if min_diam is None else np.asarray(min_diam, np.float64)
@@ -237,12 +239,10 @@ class Cascade:
     def runnable(self, net: nn.Module) -> nn.Module:
         """``net`` as inference runs it: in bf16 a copy whose weights are already bf16; compiled if ``compile``.
 
-        Autocast would cast every weight again on every call; for the paper network that was half the time of
-        a one-image prediction. ``torch.compile`` fuses what runs between the convolutions (LRN above all, a
-        dozen passes over memory in eager mode) into single loops: the paper cascade in bf16 ran 1.2 to 1.3
-        times as fast in five of six ``make bench`` runs (timed in alternation), 1.0 in the sixth, after 4 to
-        17 s of compiling on the first call; it needs a C compiler. The classroom network, without LRN, gains
-        nothing measurable (0.86–1.08 of the eager time).
+        Autocast would cast every weight again on every call, a large part of a one-image prediction.
+        ``torch.compile`` fuses what runs between the convolutions (LRN above all, a dozen passes over memory in
+        eager mode) into single loops, after seconds of compiling on the first call; it needs a C compiler, and
+        pays off for the paper network, not for the classroom one without LRN (docs/performance.md).
         A bf16 copy is remade when ``net``'s parameters change: new values through the tensors
         (``load_state_dict``, an optimiser step: their version counters) or new storage (``.to(device)``).
         Writing through ``param.data`` bypasses both and is not seen. An fp32 net is run itself, so it needs no key.

@@ -154,8 +154,8 @@ def prefetched(items: Iterator[T]) -> Iterator[T]:
 
 def item_rng(seed: int, epoch: int, index: int) -> np.random.Generator:
     """Item ``index``'s random stream in ``epoch``: ``default_rng([seed, epoch, 1, index])``, built from a uint32
-    array when the numbers fit, which gives the same stream a third faster (NumPy checks a list's Python ints one
-    by one, and this runs for every training crop)."""
+    array when the numbers fit, which gives the same stream faster (NumPy checks a list's Python ints one by one,
+    and this runs for every training crop)."""
     key = (seed, epoch, 1, index)
     return np.random.default_rng(np.array(key, np.uint32) if 0 <= min(key) and max(key) < 2**32 else list(key))
 
@@ -169,9 +169,8 @@ def helper_has_a_core(device: torch.device) -> bool:
     """Whether a ``prefetched`` helper thread overlaps the training step rather than competing with it: yes on a
     GPU, or where torch's threads (times the processes torchrun started on this machine) leave a core free.
 
-    Where every core runs the step, the helper steals one in the middle of its parallel loops: on a 2-core CPU
-    stage-1 training ran at 330–443 crops/s with the helper and 405–545 without (6 pairs of 6- and 8-epoch
-    runs, alternated; faster without in every pair).
+    Where every core runs the step, the helper steals one in the middle of its parallel loops, and training was
+    slower with it than without (docs/performance.md).
     """
     if device.type != "cpu":
         return True

@@ -29,7 +29,10 @@ REPO_DATA = Path(__file__).resolve().parents[1] / "data"
 
 
 def data_root() -> Path:
-    """``$DEEPPOSE_DATA`` when set, else ``data/`` at the repository root."""
+    """``$DEEPPOSE_DATA`` when set, else ``data/`` at the repository root.
+
+    Introduced in ``notebooks/01_data.ipynb``.
+    """
     env = os.environ.get("DEEPPOSE_DATA")
     return Path(env).expanduser() if env else REPO_DATA
 
@@ -168,6 +171,8 @@ def read_joints_mat(path: Path, layout: str) -> tuple[np.ndarray, np.ndarray]:
 
     ``layout`` is "3x14xN" (LSP) or "14x3xN" (LSP-extended); transposing these the wrong way is a classic
     bug, so the expected shape is checked rather than guessed.
+
+    Introduced in ``notebooks/01_data.ipynb``.
     """
     if not path.is_file():
         raise DataError(path, "annotation file not found")
@@ -315,6 +320,8 @@ def load_lsp(root: Path | None = None, split: str = "train") -> ImageFiles:
     """Leeds Sports Pose: 2000 images, ``joints`` 3×14×2000 with flag 1 = OCCLUDED (inverted here).
 
     The standard split is images 1–1000 for training and 1001–2000 for testing.
+
+    Introduced in ``notebooks/01_data.ipynb``.
     """
     folder = Path(root) if root is not None else data_root() / "lsp"
     coords, flags = read_joints_mat(folder / "joints.mat", "3x14xN")
@@ -334,6 +341,8 @@ def load_lspet(root: Path | None = None, verbose: bool = True) -> ImageFiles:
     """LSP-extended: ``joints`` 14×3×N with flag 1 = VISIBLE; uses whatever subset of images is present.
 
     Joints outside the image are marked not visible (unannotated ones can lie far outside).
+
+    Introduced in ``notebooks/01_data.ipynb``.
     """
     folder = Path(root) if root is not None else lspet_folder() or data_root() / "lspet"
     coords, flags = read_joints_mat(folder / "joints.mat", "14x3xN")
@@ -452,11 +461,18 @@ def image_problem(folder: Path, name: str) -> str | None:
 
 
 def lsp_available(root: Path | None = None) -> bool:
+    """Whether LSP's ``lsp/joints.mat`` is under the data root (``data_root``, or ``root``).
+
+    Introduced in ``notebooks/01_data.ipynb``.
+    """
     return ((Path(root) if root else data_root()) / "lsp" / "joints.mat").is_file()
 
 
 def lspet_folder(root: Path | None = None) -> Path | None:
-    """The LSP-extended folder under the data root: all of it (``lspet/``) when there, else its first 400."""
+    """The LSP-extended folder under the data root: all of it (``lspet/``) when there, else its first 400.
+
+    Introduced in ``notebooks/01_data.ipynb``.
+    """
     base = Path(root) if root else data_root()
     for name in ("lspet", "lspet400"):
         if (base / name / "joints.mat").is_file():

@@ -189,6 +189,8 @@ def draw_pose(
     with ``color`` the right side takes ``color`` and the left a lighter tint of it. ``boxes`` (K, 4)
     [cx, cy, w, h] in internal pixels draws outlines (e.g. the cascade's σ·diam boxes). Joints outside the
     image are clipped, NaN joints skipped. ``thickness`` overrides the automatic line width.
+
+    Introduced in ``notebooks/01_data.ipynb``.
     """
     joints, vis = _check_joints(joints, visible)
     canvas = _to_canvas(image, scale)
@@ -215,6 +217,8 @@ def draw_poses(
 
     Pass ``[truth, prediction]`` with ``visible=[truth_visible, None]`` for a best/worst sheet; later poses
     are drawn on top of earlier ones.
+
+    Introduced in ``notebooks/04_stage1.ipynb``.
     """
     if colors is None:
         colors = [OVERLAY_COLORS[i % len(OVERLAY_COLORS)] for i in range(len(poses))]
@@ -302,6 +306,9 @@ def _line_height(font) -> int:
 
 
 def save_png(path: Path | str, image: np.ndarray) -> None:
-    """Write ``image`` as a PNG atomically: a crash mid-save leaves the previous file intact."""
+    """Write ``image`` as a PNG atomically: a crash mid-save leaves the previous file intact.
+
+    Introduced in ``notebooks/07_your_own_image.ipynb``.
+    """
     img = Image.fromarray(np.ascontiguousarray(_check_image(image)))
     atomic.write_with(path, lambda fh: img.save(fh, format="PNG"))

@@ -29,7 +29,10 @@ def make_box(cx: float, cy: float, w: float, h: float) -> np.ndarray:
 
 
 def box_from_corners(x0: float, y0: float, x1: float, y1: float) -> np.ndarray:
-    """A box from its corners (x0, y0) top-left and (x1, y1) bottom-right, as a user types it."""
+    """A box from its corners (x0, y0) top-left and (x1, y1) bottom-right, as a user types it.
+
+    Introduced in ``notebooks/02_cropping.ipynb``.
+    """
     return make_box((x0 + x1) / 2, (y0 + y1) / 2, x1 - x0, y1 - y0)
 
 
@@ -40,7 +43,10 @@ def square_box(box: np.ndarray) -> np.ndarray:
 
 
 def image_box(height: int, width: int) -> np.ndarray:
-    """The test-time box that uses no ground truth: the whole image, padded to a square (as the paper did on LSP)."""
+    """The test-time box that uses no ground truth: the whole image, padded to a square (as the paper did on LSP).
+
+    Introduced in ``notebooks/02_cropping.ipynb``.
+    """
     return square_box(make_box(width / 2, height / 2, width, height))
 
 
@@ -49,6 +55,8 @@ def person_box(joints: np.ndarray, visible: np.ndarray | None = None, margin: fl
 
     Only visible joints count when at least two are visible (unannotated LSP-extended joints can lie far
     outside the image); otherwise all joints do.
+
+    Introduced in ``notebooks/02_cropping.ipynb``.
     """
     pts = joints
     if visible is not None and int(np.sum(visible)) >= 2:
@@ -76,12 +84,18 @@ def cascade_boxes(pose: np.ndarray, sigma: float, min_diam: float = MIN_DIAM) ->
 
 
 def normalise(joints: np.ndarray, box: np.ndarray) -> np.ndarray:
-    """N(y; b) = (y − b_c) / (b_w, b_h): inside the box, coordinates lie in [−0.5, 0.5]."""
+    """N(y; b) = (y − b_c) / (b_w, b_h): inside the box, coordinates lie in [−0.5, 0.5].
+
+    Introduced in ``notebooks/02_cropping.ipynb``.
+    """
     return (np.asarray(joints, dtype=np.float64) - box[:2]) / box[2:]
 
 
 def denormalise(normalised: np.ndarray, box: np.ndarray) -> np.ndarray:
-    """N⁻¹(u; b) = u · (b_w, b_h) + b_c, the exact inverse of ``normalise``."""
+    """N⁻¹(u; b) = u · (b_w, b_h) + b_c, the exact inverse of ``normalise``.
+
+    Introduced in ``notebooks/02_cropping.ipynb``.
+    """
     return np.asarray(normalised, dtype=np.float64) * box[2:] + box[:2]
 
 
@@ -108,6 +122,8 @@ def box_to_crop(box: np.ndarray, size: int, degrees: float = 0.0) -> np.ndarray:
     own width and height as separate x and y scales. ``degrees`` first rotates the image about the box
     centre. Written out in closed form, translation(size/2) · scaling(size/box) · rotation · translation(−centre)
     (the tests check it against that product), because every training crop builds one.
+
+    Introduced in ``notebooks/02_cropping.ipynb``.
     """
     kx, ky = size / float(box[2]), size / float(box[3])
     c, s = math.cos(math.radians(degrees)), math.sin(math.radians(degrees))
@@ -137,6 +153,10 @@ def crop_to_normalised(points: np.ndarray, size: int) -> np.ndarray:
 
 
 def normalised_to_crop(normalised: np.ndarray, size: int) -> np.ndarray:
+    """The network's normalised outputs as crop pixel coordinates (the inverse of ``crop_to_normalised``).
+
+    Introduced in ``notebooks/02_cropping.ipynb``.
+    """
     return (np.asarray(normalised, dtype=np.float64) + 0.5) * size
 
 
@@ -144,8 +164,8 @@ def with_spare_channel(rgb: np.ndarray) -> np.ndarray:
     """The same (H, W, 3) uint8 pixels, read-only, as a view into an (H, W, 4) array with an unused 4th byte.
 
     Data sets cache their images this way because OpenCV's bilinear warp is vectorised for one and four
-    channels but not for three: ``warp_image`` warps the array under such a view, which made a training crop
-    about 1.5× as fast for a third more memory. Anything else sees an ordinary, if not C-contiguous, RGB array.
+    channels but not for three: ``warp_image`` warps the array under such a view, a faster crop for a third more
+    memory (docs/performance.md). Anything else sees an ordinary, if not C-contiguous, RGB array.
     Any other array comes back as it is (read-only), for ``Sample`` to refuse with its own message.
     """
     ok = isinstance(rgb, np.ndarray) and rgb.dtype == np.uint8 and rgb.ndim == 3 and rgb.shape[2] == 3
@@ -189,7 +209,10 @@ def warp_image(image: np.ndarray, matrix: np.ndarray, size: int, fill: tuple[int
 
 @dataclass(frozen=True)
 class Augmentation:
-    """Ranges for the random affine augmentation; ``Augmentation.none()`` is what validation and test use."""
+    """Ranges for the random affine augmentation; ``Augmentation.none()`` is what validation and test use.
+
+    Introduced in ``notebooks/02_cropping.ipynb``.
+    """
 
     shift: float = 0.0  # box centre moves by up to this fraction of the box size
     scale: float = 0.0  # box side multiplied by a factor in [1 − scale, 1 + scale]
@@ -220,7 +243,10 @@ class CropTransform:
 def crop_transform(box: np.ndarray, size: int, aug: Augmentation = Augmentation(),
                    rng: np.random.Generator | None = None) -> CropTransform:
     """Compose box jitter, rotation about the box centre and a flip into one image→crop matrix; draw the
-    colour noise too (it moves no joint)."""
+    colour noise too (it moves no joint).
+
+    Introduced in ``notebooks/02_cropping.ipynb``.
+    """
     if aug.is_identity:
         return CropTransform(box_to_crop(box, size), False, size)
     if rng is None:
@@ -265,6 +291,8 @@ def crop_sample(image: np.ndarray, joints: np.ndarray, visible: np.ndarray, box:
 
     The crop is not coloured yet: ``t.colour`` is applied to the whole float batch by ``crops.to_tensor``,
     which costs a third of what a per-crop lookup table did.
+
+    Introduced in ``notebooks/02_cropping.ipynb``.
     """
     t = crop_transform(box, size, aug, rng)
     crop = warp_image(image, t.matrix, size)
@@ -285,5 +313,8 @@ def colour_jitter(amount: float, rng: np.random.Generator) -> np.ndarray:
 def uncrop_joints(normalised: np.ndarray, matrix: np.ndarray, size: int) -> np.ndarray:
     """Network output (N-space, crop of ``matrix``) back to IMAGE coordinates: N⁻¹ through the inverse warp.
 
-    Also for a batch: (B, K, 2) outputs of B crops with their (B, 3, 3) matrices."""
+    Also for a batch: (B, K, 2) outputs of B crops with their (B, 3, 3) matrices.
+
+    Introduced in ``notebooks/02_cropping.ipynb``.
+    """
     return apply_affine(np.linalg.inv(matrix), normalised_to_crop(normalised, size))

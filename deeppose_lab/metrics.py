@@ -105,6 +105,8 @@ def pcp(
     averaged); "mean" is the mean of the four ``PAPER_GROUPS`` (arms and legs, not head or torso), the
     paper's "mean" column. ``mask`` (N,) bool scores only the selected images; ``n`` says how many.
     Zero-length true limbs: see the module docstring (correct only if the prediction is exactly right).
+
+    Introduced in ``notebooks/06_evaluation.ipynb``.
     """
     if mode not in ("strict", "loose"):
         raise ValueError(f"mode must be 'strict' or 'loose', got {mode!r}")
@@ -155,7 +157,10 @@ def pdj(
 
 
 def pdj_at(pred: np.ndarray, true: np.ndarray, f: float, mask: np.ndarray | None = None) -> np.ndarray:
-    """(14,) PDJ at one fraction ``f`` of the true torso diameter, per joint."""
+    """(14,) PDJ at one fraction ``f`` of the true torso diameter, per joint.
+
+    Introduced in ``notebooks/06_evaluation.ipynb``.
+    """
     return pdj(pred, true, np.array([f]), mask=mask)[0]
 
 

@@ -1,4 +1,4 @@
-"""The regressor ψ of DeepPose: the paper's AlexNet (GUIDE §1), narrow classroom variants, and ImageNet weights.
+"""The regressor ψ of DeepPose: the paper's AlexNet, narrow classroom variants, and ImageNet weights.
 
 At the defaults ``DeepPoseNet()`` is the paper's network, layer for layer::
 
@@ -7,7 +7,7 @@ At the defaults ``DeepPoseNet()`` is the paper's network, layer for layer::
 
 ReLU follows every C and hidden F, dropout follows the two hidden F layers, and the last F has NO activation:
 the targets are normalised coordinates in about [−0.5, 0.5] and can fall outside (a joint outside its box),
-so a ReLU or a clamp there is one of the classic bugs (GUIDE §4).
+so a ReLU or a clamp there is one of the classic DeepPose bugs (tests/test_model.py checks there is none).
 
 Choices the paper leaves open, made here and why:
 
@@ -58,9 +58,8 @@ class ChannelLRN(nn.LocalResponseNorm):
     """``nn.LocalResponseNorm`` with the same numbers (tested), cheaper on the CPU.
 
     PyTorch's version sums the window with ``avg_pool3d`` and raises to β with ``pow``. Here the window is
-    five shifted slices added, and for AlexNet's β = 0.75 the power is rsqrt(v)·sqrt(rsqrt(v)) = v^−0.75.
-    On the paper's conv1 output (16×96×55×55, one thread) the forward pass took 58 ms instead of 143 ms,
-    forward and backward 243 ms instead of 384 ms.
+    five shifted slices added, and for AlexNet's β = 0.75 the power is rsqrt(v)·sqrt(rsqrt(v)) = v^−0.75:
+    fewer passes over memory, forward and backward (docs/performance.md).
     """
 
     def forward(self, x: Tensor) -> Tensor:
@@ -139,6 +138,8 @@ class DeepPoseNet(nn.Module):
     ``width`` scales every conv channel count and the hidden F width (rounded, at least 8); ``input_size`` may
     be as small as 48 px with the same 13-layer structure. The keyword-only arguments exist for torchvision's
     layout (``torchvision_layout``). ``self.config`` holds every argument, so ``from_config`` rebuilds the net.
+
+    Introduced in ``notebooks/03_model.ipynb``.
     """
 
     def __init__(self, num_joints: int = 14, input_size: int = 220, width: float = 1.0, dropout: float = 0.6,
@@ -188,16 +189,16 @@ class DeepPoseNet(nn.Module):
 
 
 def normalise_input(x: Tensor, mean: Tensor, std: Tensor, uint8_to: torch.dtype = torch.float32) -> Tensor:
-    """(x − mean) / std per channel, as ONE pass: x · (1/std) − mean/std (two passes cost as much as a tenth of a
-    classroom network's inference on a CPU); float32 out, autocast casts it where it is on.
+    """(x − mean) / std per channel, as ONE pass: x · (1/std) − mean/std (a second pass over the batch costs a
+    visible part of a small network's inference); float32 out, autocast casts it where it is on.
 
     uint8 input (0–255, what inference feeds) is cast and divided by 255 in place first, the numbers a float
     crop would have, and comes out as ``uint8_to``: the batch is allocated once in float32 and once in
     ``uint8_to``, not three times (measured: ``cascade.uint8_input``).
 
     Channels_last input (what training and the crops feed) is (r, g, b) × W along each memory row, and a
-    3-vector broadcast over that innermost dimension ran about 4× slower (batch 64 at 112 px: 2.0 ms against
-    0.5 ms): so there the constants are tiled to a whole row first. Same numbers, same layout out.
+    3-vector broadcast over that innermost dimension is several times slower than a whole-row one: so there the
+    constants are tiled to a whole row first (docs/performance.md). Same numbers, same layout out.
     """
     scale, shift = 1.0 / std, -mean / std
     from_uint8 = x.dtype == torch.uint8
@@ -233,11 +234,18 @@ def check_input(x: Tensor, size: int) -> None:
 
 
 def to_joints(y: Tensor) -> Tensor:
-    """(B, 2k) network output → (B, k, 2), using the x0, y0, x1, y1, … layout."""
+    """(B, 2k) network output → (B, k, 2), using the x0, y0, x1, y1, … layout.
+
+    Introduced in ``notebooks/03_model.ipynb``.
+    """
     return y.reshape(y.shape[0], -1, 2)
 
 
 def count_parameters(model: nn.Module, trainable_only: bool = False) -> int:
+    """Parameters of ``model`` (only those with ``requires_grad`` when ``trainable_only``).
+
+    Introduced in ``notebooks/03_model.ipynb``.
+    """
     return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable_only)
 
 
@@ -324,7 +332,10 @@ def describe(m: nn.Module) -> str:
 
 
 def layer_table(model: DeepPoseNet) -> list[LayerRow]:
-    """Per-layer output shapes and parameter counts, measured by hooks on one dummy forward (batch 1, eval mode)."""
+    """Per-layer output shapes and parameter counts, measured by hooks on one dummy forward (batch 1, eval mode).
+
+    Introduced in ``notebooks/03_model.ipynb``.
+    """
     leaves = [(n, m) for n, m in model.named_modules() if not list(m.children()) and not isinstance(m, nn.Flatten)]
     shapes: dict[str, tuple[int, ...]] = {}
 
@@ -353,7 +364,10 @@ def layer_table(model: DeepPoseNet) -> list[LayerRow]:
 
 
 def format_layer_table(rows: Sequence[LayerRow]) -> str:
-    """Fixed-width text table with a total row, for notebooks and the command line."""
+    """Fixed-width text table with a total row, for notebooks and the command line.
+
+    Introduced in ``notebooks/03_model.ipynb``.
+    """
     header = ("layer", "kind", "output (C×H×W)", "params", "detail")
     body = [(r.name, r.kind, "×".join(map(str, r.output_shape)), f"{r.params:,}", r.detail) for r in rows]
     total = ("total", "", "", f"{sum(r.params for r in rows):,}", "")

@@ -42,12 +42,18 @@ CLASSROOM_MINUTES = "about 20"
 
 
 def profile(**overrides: object) -> Profile:
-    """The profile the notebooks use: ``$DEEPPOSE_PROFILE`` (default ``classroom``), fields overridable."""
+    """The profile the notebooks use: ``$DEEPPOSE_PROFILE`` (default ``classroom``), fields overridable.
+
+    Introduced in ``notebooks/03_model.ipynb``.
+    """
     return get_profile(None, **overrides)
 
 
 def data_spec(p: Profile | None = None) -> str:
-    """The ``--data`` the notebooks train on (``$DEEPPOSE_NB_DATA``; see the module docstring)."""
+    """The ``--data`` the notebooks train on (``$DEEPPOSE_NB_DATA``; see the module docstring).
+
+    Introduced in ``notebooks/04_stage1.ipynb``.
+    """
     env = os.environ.get("DEEPPOSE_NB_DATA")
     if env:
         return env
@@ -69,13 +75,19 @@ def runs_root() -> Path:
 
 
 def run_dir(p: Profile | None = None, data: str | None = None) -> Path:
-    """The run directory the notebooks share for this profile and data: ``runs/notebooks/<profile>-<data>``."""
+    """The run directory the notebooks share for this profile and data: ``runs/notebooks/<profile>-<data>``.
+
+    Introduced in ``notebooks/00_overview.ipynb``.
+    """
     p = p or profile()
     return runs_root() / NOTEBOOK_RUNS / f"{p.name}-{data_name(data or data_spec(p))}"
 
 
 def short(text: object) -> str:
-    """``text`` with this machine's folders replaced by names that mean the same on every machine."""
+    """``text`` with this machine's folders replaced by names that mean the same on every machine.
+
+    Introduced in ``notebooks/01_data.ipynb``.
+    """
     out = str(text)
     env_runs = os.environ.get("DEEPPOSE_RUNS")
     env_data = os.environ.get("DEEPPOSE_DATA")
@@ -89,7 +101,10 @@ def short(text: object) -> str:
 
 
 def log(message: str) -> None:
-    """The ``log`` the notebooks hand to ``train_run`` and ``evaluate_run``: printing, with short paths."""
+    """The ``log`` the notebooks hand to ``train_run`` and ``evaluate_run``: printing, with short paths.
+
+    Introduced in ``notebooks/04_stage1.ipynb``.
+    """
     print(short(message))
 
 
@@ -99,6 +114,8 @@ def ensure_run(stages: int | None = None, p: Profile | None = None, data: str | 
 
     A notebook opened on its own therefore still works: it trains (and checkpoints) the stages an earlier
     notebook would have trained, then later notebooks reuse them.
+
+    Introduced in ``notebooks/05_cascade.ipynb``.
     """
     p = p or profile()
     data = data or data_spec(p)
@@ -120,13 +137,19 @@ def _splits(p: Profile, data: str) -> Splits:
 
 
 def splits(p: Profile | None = None, data: str | None = None) -> Splits:
-    """Train and test sets for the profile and data, silently (made once per kernel: images decode once)."""
+    """Train and test sets for the profile and data, silently (made once per kernel: images decode once).
+
+    Introduced in ``notebooks/04_stage1.ipynb``.
+    """
     p = p or profile()
     return _splits(p, data or data_spec(p))
 
 
 def setup_summary() -> dict[str, str]:
-    """What the notebooks will use here: versions, profile, data, run directory, CPU threads."""
+    """What the notebooks will use here: versions, profile, data, run directory, CPU threads.
+
+    Introduced in ``notebooks/00_overview.ipynb``.
+    """
     import torch
 
     p = profile()
@@ -149,7 +172,10 @@ def setup_summary() -> dict[str, str]:
 
 
 def print_table(rows: dict[str, object] | Sequence[tuple[object, ...]], header: Sequence[str] | None = None) -> None:
-    """A plain fixed-width table: a dict prints as ``key  value`` lines, a list of tuples as columns."""
+    """A plain fixed-width table: a dict prints as ``key  value`` lines, a list of tuples as columns.
+
+    Introduced in ``notebooks/00_overview.ipynb``.
+    """
     lines = [tuple(map(str, r)) for r in (rows.items() if isinstance(rows, dict) else rows)]
     if header:
         lines = [tuple(header), *lines]
@@ -186,7 +212,10 @@ class Picture:
 def show(images: np.ndarray | Sequence[np.ndarray] | Figure, captions: Sequence[str] | None = None, columns: int = 4,
          tile_size: int = 192, title: str | None = None) -> Picture:
     """One picture, a matplotlib figure (``plots``), or several pictures as a contact sheet
-    (``drawing.contact_sheet``), ready to be a cell's output."""
+    (``drawing.contact_sheet``), ready to be a cell's output.
+
+    Introduced in ``notebooks/01_data.ipynb``.
+    """
     if isinstance(images, Figure):
         return figure_picture(images)
     if isinstance(images, np.ndarray) and images.ndim == 3 and captions is None and title is None:
@@ -200,6 +229,8 @@ def show_file(path: Path | str, fmt: str = "jpeg") -> Picture:
     """An image written by the library (a report figure, a drawn pose), shown in the notebook.
 
     ``fmt`` is how the notebook stores it: ``png`` suits line plots, ``jpeg`` photos.
+
+    Introduced in ``notebooks/06_evaluation.ipynb``.
     """
     from .images import load_image
 
@@ -216,5 +247,8 @@ def figure_picture(fig: Figure) -> Picture:
 
 
 def recorded_times(run: Path) -> dict[str, str]:
-    """Training minutes per stage as the run recorded them (``rundir.stage_seconds``), for a table."""
+    """Training minutes per stage as the run recorded them (``rundir.stage_seconds``), for a table.
+
+    Introduced in ``notebooks/00_overview.ipynb``.
+    """
     return {f"stage {s}": f"{seconds / 60:.1f} min" for s, seconds in stage_seconds(run).items()}

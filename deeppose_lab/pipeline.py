@@ -46,7 +46,10 @@ def fit_settings(profile: Profile, stage: int) -> FitSettings:
 
 def train_run(run_dir: Path | str, profile: Profile, data: str = "auto", stages: int | None = None,
               progress: bool = True, log: Log = print) -> Cascade:
-    """Train stage 1, then each refinement stage in turn, resuming whatever is already in ``run_dir``."""
+    """Train stage 1, then each refinement stage in turn, resuming whatever is already in ``run_dir``.
+
+    Introduced in ``notebooks/04_stage1.ipynb``.
+    """
     run_dir = Path(run_dir)
     stages = stages or profile.stages
     data = resolve_data(data)
@@ -157,7 +160,10 @@ def train_refiner(run_dir: Path, profile: Profile, stage: int, previous: DeepPos
 def load_stage(run_dir: Path, stage: int, input_size: int | None = None, device: Device = None
                ) -> tuple[DeepPoseNet, dict[str, Any]]:
     """A finished stage's model (eval mode, on ``device``; default: the GPU when present) and its checkpoint;
-    ``input_size`` is what the run expects."""
+    ``input_size`` is what the run expects.
+
+    Introduced in ``notebooks/04_stage1.ipynb``.
+    """
     path = stage_path(run_dir, stage)
     ckpt = load_checkpoint(path, stage=stage)
     if not ckpt["complete"]:
@@ -196,7 +202,10 @@ def load_cascade(run_dir: Path | str, stages: int | None = None, compile: bool =
 
 
 def stage_stats(run_dir: Path | str, stage: int) -> DisplacementStats:
-    """The displacement statistics a refinement stage was trained on (for plots)."""
+    """The displacement statistics a refinement stage was trained on (for plots).
+
+    Introduced in ``notebooks/05_cascade.ipynb``.
+    """
     _, ckpt = load_stage(Path(run_dir), stage, device="cpu")
     return DisplacementStats.from_payload(ckpt["displacement"])
 
@@ -216,7 +225,10 @@ def evaluate_run(run_dir: Path | str, data: str | None = None, out: Path | str |
                  flip_test: bool | None = None, device: Device = None) -> dict[str, Any]:
     """Run every stage on the test split and write the report (JSON, markdown table, PDJ plot, best/worst).
 
-    ``compile``, ``flip_test`` and ``device`` as in ``load_cascade``; the report records the flip averaging used."""
+    ``compile``, ``flip_test`` and ``device`` as in ``load_cascade``; the report records the flip averaging used.
+
+    Introduced in ``notebooks/06_evaluation.ipynb``.
+    """
     from .report import write_report
 
     run_dir = Path(run_dir)
@@ -249,7 +261,10 @@ def predict_images(run_dir: Path | str, paths: Sequence[Path], out: Path | str |
 
     Coordinates are written as the your-own-images annotation format has them (pixel centres at integers,
     top-left pixel (0, 0), as image viewers and OpenCV report them), so a prediction can be corrected by hand and
-    fed back as training data. ``compile``, ``flip_test`` and ``device`` as in ``load_cascade``."""
+    fed back as training data. ``compile``, ``flip_test`` and ``device`` as in ``load_cascade``.
+
+    Introduced in ``notebooks/07_your_own_image.ipynb``.
+    """
     from .report import export_predictions
 
     cascade = load_cascade(run_dir, stages, compile, flip_test, device)

@@ -43,7 +43,10 @@ def save(fig: Figure, path: Path | str) -> None:
 
 
 def history(history: Sequence[dict], title: str = "training loss") -> Figure:
-    """Training (and validation, where measured) loss per epoch from a checkpoint's ``history``."""
+    """Training (and validation, where measured) loss per epoch from a checkpoint's ``history``.
+
+    Introduced in ``notebooks/04_stage1.ipynb``.
+    """
     fig, axes = new_figure(6.5, 3.2)
     ax = axes[0, 0]
     epochs = [h["epoch"] for h in history]
@@ -61,7 +64,10 @@ def history(history: Sequence[dict], title: str = "training loss") -> Figure:
 
 
 def displacements(stats: DisplacementStats, sigma: float, title: str | None = None) -> Figure:
-    """Each joint's fitted normal of stage s−1's errors (units of σ·diam): mean (dot), 1- and 2-sd ellipses."""
+    """Each joint's fitted normal of stage s−1's errors (units of σ·diam): mean (dot), 1- and 2-sd ellipses.
+
+    Introduced in ``notebooks/05_cascade.ipynb``.
+    """
     fig, axes = new_figure(11, 3.6, 2, 7, sharex=True, sharey=True)
     colours = [tuple(c / 255 for c in rgb) for rgb in joint_colors()]
     reach = max(0.25, float(np.max(np.abs(stats.mean) + 2.2 * np.sqrt(np.diagonal(stats.cov, axis1=1, axis2=2)))))

@@ -5,34 +5,36 @@
 - ``paper``: the paper's recipe (220 px, full AlexNet with LRN, AdaGrad at 0.0005, σ = 2, 3 stages,
   40 boxes per joint); GPU days.
 
-What ``classroom`` changes from the paper, and why (each choice measured on the dev split, LSP 801–1000:
-``docs/accuracy.md`` has every trial):
+A profile holds two ``StageRecipe``s, a network and its optimisation each: ``stage1`` and ``refiner`` (every
+stage s ≥ 2), beside what the whole run shares (data, augmentation, σ, seed, number formats). On the command
+line ``--set stage1.lr=…`` / ``--set refiner.epochs=…`` set one recipe field; the flat names of earlier
+versions (``lr``, ``refine_lr``, ``dropout``) keep their old meaning (``apply_overrides``).
 
-- 112 px input and half the channels: a training step 13× cheaper than the paper's network.
-- bf16 autocast for training and inference: on this CPU (which has bf16 matrix units) the step is 1.6× as
-  fast (batch 64, ``make bench``), for the same accuracy (0.256 bf16 against 0.249 fp32 strict PCP, earlier).
-- no LRN: PyTorch's LRN made the narrow network's CPU step about 3× slower (``model.ChannelLRN`` has since
-  cut that cost; its accuracy in this profile has not been measured). BatchNorm after each convolution was
-  tried and lost 0.07 strict PCP at 10 epochs.
-- an L1 loss instead of the paper's squared L2 (+0.06 strict PCP at 10 epochs): the squared loss is paid
-  mostly on the joints it cannot place yet, and draws wrists and elbows to their average position.
+What ``classroom`` changes from the paper, and why. Each choice was made on the dev split (LSP 801–1000), and
+its numbers are in ``docs/accuracy.md`` (accuracy) and ``docs/performance.md`` (speed):
+
+- a 112 px input and half the channels: a far cheaper training step.
+- bf16 autocast for training and inference: faster on a CPU with bf16 matrix units, for the same accuracy.
+- no LRN: PyTorch's LRN made the narrow network's CPU step several times slower (``model.ChannelLRN`` has
+  since cut that cost; its accuracy in this profile has not been measured). BatchNorm was tried and lost PCP.
+- an L1 loss instead of the paper's squared L2: the squared loss is paid mostly on the joints it cannot place
+  yet, and draws wrists and elbows to their average position.
 - training boxes framed as LSP's test images are (``train_box = "auto"``): LSP's own images whole, LSP-extended's
   (2.5× the person, off centre) by the person's box with a margin of 0.16 (1.32× the person, LSP's median);
-  and LSP's 800 training images four times an epoch beside LSP-extended's 10 000 (+0.07 strict PCP): LSP's
-  labels are cleaner and its poses are the test set's kind, LSP-extended's lean to parkour and gymnastics.
-- AdamW (lr 1e-3, weight decay 0.05) with a one-epoch warm-up and a cosine decay: AdaGrad from scratch
-  stayed at the mean pose for many epochs; lr 1e-3 beat 5e-4 by 0.015.
-- dropout 0.2 rather than the paper's 0.6 and rotations of ±15° (+0.03): at 20 epochs the network underfits.
+  and LSP's 800 training images four times an epoch beside LSP-extended's 10 000: LSP's labels are cleaner and
+  its poses are the test set's kind, LSP-extended's lean to parkour and gymnastics.
+- AdamW with a one-epoch warm-up and a cosine decay: AdaGrad from scratch stayed at the mean pose for many
+  epochs.
+- dropout 0.2 rather than the paper's 0.6, and rotations of ±15°: at 20 epochs the network underfits.
 - flip averaging at test time (``flip_test``) for every stage.
 - refinement stages see 112 px crops of the σ·diam box (a finer view than stage 1's whole image), start
-  from the previous stage's weights (``refine_init``), and learn from 4 000 of the training images for two
-  epochs (``refine_images``): every refiner crops 14 boxes an image, so on all 13 200 it would cost as much
-  as 14 epochs of stage 1.
+  from the previous stage's weights (``refine_init``), and learn from 4 000 of the training images
+  (``refine_images``): every refiner crops 14 boxes an image, so on all 13 200 an epoch would cost as much
+  as 14 of stage 1's.
 
-Speed options every profile shares: ``channels_last`` (weights and crops in NHWC order, oneDNN's fast layout;
-with it and the fused optimiser the classroom bf16 step went from about 540 to about 1 000 images/s, batch
-64), and ``bf16`` where the profile says so. ``make demo`` times the whole classroom cascade (the README has
-the numbers).
+Speed options every profile shares: ``channels_last`` (weights and crops in NHWC order, oneDNN's fast layout),
+and ``bf16`` where the profile says so. ``make demo`` times the whole classroom cascade (the README has the
+numbers).
 
 Loss masking: ``mask_hidden`` drops hidden joints from the loss. LSP labels its occluded joints with
 plausible positions, but LSP-extended's unannotated joints can lie anywhere, so every profile masks them.

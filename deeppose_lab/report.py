@@ -24,7 +24,7 @@ from .images import DataError
 from .sample import from_file_units, to_file_units
 from .skeleton import JOINT_NAMES, NUM_JOINTS, PAPER_GROUPS
 
-# DeepPose on LSP, PCP at 0.5, per stage (Toshev & Szegedy 2014; recalled from memory, see GUIDE §1).
+# DeepPose on LSP, PCP at 0.5, per stage (Toshev & Szegedy 2014), recalled from memory (see the README).
 PAPER_LSP_PCP: dict[int, dict[str, float]] = {
     1: {"upper_arm": 0.50, "lower_arm": 0.27, "upper_leg": 0.74, "lower_leg": 0.65, "mean": 0.54},
     2: {"upper_arm": 0.56, "lower_arm": 0.36, "upper_leg": 0.78, "lower_leg": 0.70, "mean": 0.60},
@@ -144,6 +144,8 @@ def markdown_table(results: dict, baseline: dict | None = None, baseline_name: s
     """Both tables with captions that say which PCP each row is and where the paper's numbers come from.
 
     ``baseline`` is an ``evaluate_predictions`` result (its last stage is used), e.g. for the mean pose.
+
+    Introduced in ``notebooks/06_evaluation.ipynb``.
     """
     n = results["n"]
     caption = (
@@ -191,7 +193,7 @@ def best_worst_sheet(dataset: PoseDataset, pred: np.ndarray, true: np.ndarray, p
 # --- predictions file --------------------------------------------------------------------------------------
 
 def export_predictions(path: Path | str, image_ids: Sequence[str], stage_preds: np.ndarray, file_offset: float) -> None:
-    """Write GUIDE §3's ``.npz``: ``image_ids`` (N,) and ``joints`` (S, N, 14, 2) in the ANNOTATION FILE's units.
+    """Write the predictions file: ``image_ids`` (N,), ``joints`` (S, N, 14, 2) in the ANNOTATION FILE's units.
 
     Datasets define internal = file + file_offset, so file = internal − file_offset (LSP: internal + 0.5,
     MATLAB's 1-based pixel centres), and an outside tool can score the file against ``joints.mat`` directly.
@@ -206,6 +208,8 @@ def load_predictions(path: Path | str, file_offset: float) -> tuple[list[str], n
     """Read an ``export_predictions`` file back: (image ids, (S, N, 14, 2) joints in INTERNAL pixels).
 
     Raises ``DataError`` naming the file when it is missing, not an ``.npz``, or has the wrong keys or shapes.
+
+    Introduced in ``notebooks/06_evaluation.ipynb``.
     """
     path = Path(path)
     if not path.is_file():

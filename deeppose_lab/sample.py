@@ -20,12 +20,18 @@ ZERO_BASED_OFFSET = 0.5  # image viewers, OpenCV and our own annotation files pu
 
 
 def from_file_units(joints: np.ndarray, offset: float = MATLAB_OFFSET) -> np.ndarray:
-    """Annotation-file coordinates to internal ones: internal = file + offset (default: LSP's MATLAB files)."""
+    """Annotation-file coordinates to internal ones: internal = file + offset (default: LSP's MATLAB files).
+
+    Introduced in ``notebooks/01_data.ipynb``.
+    """
     return np.asarray(joints, dtype=np.float64) + offset
 
 
 def to_file_units(joints: np.ndarray, offset: float = MATLAB_OFFSET) -> np.ndarray:
-    """Internal coordinates back to the annotation file's own units (``offset``: the data set's ``file_offset``)."""
+    """Internal coordinates back to the annotation file's own units (``offset``: the data set's ``file_offset``).
+
+    Introduced in ``notebooks/01_data.ipynb``.
+    """
     return np.asarray(joints, dtype=np.float64) - offset
 
 

@@ -57,7 +57,10 @@ BONES: tuple[tuple[int, int], ...] = (
 
 
 def flip_permutation() -> np.ndarray:
-    """Index array p such that joints[p] relabels a mirrored pose (left becomes right)."""
+    """Index array p such that joints[p] relabels a mirrored pose (left becomes right).
+
+    Introduced in ``notebooks/01_data.ipynb``.
+    """
     perm = np.arange(NUM_JOINTS)
     for a, b in FLIP_PAIRS:
         perm[a], perm[b] = b, a
@@ -69,6 +72,9 @@ FLIP.setflags(write=False)
 
 
 def torso_diameter(joints: np.ndarray) -> np.ndarray:
-    """diam(y): Euclidean distance between left shoulder and right hip, for (..., 14, 2) arrays."""
+    """diam(y): Euclidean distance between left shoulder and right hip, for (..., 14, 2) arrays.
+
+    Introduced in ``notebooks/06_evaluation.ipynb``.
+    """
     a, b = TORSO_PAIR
     return np.linalg.norm(joints[..., a, :] - joints[..., b, :], axis=-1)

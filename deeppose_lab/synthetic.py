@@ -519,6 +519,8 @@ class SyntheticPoses(PoseDataset):
 
     ``stream`` separates independent sets made from the same seed (``synthetic_splits`` uses it for train and
     test). Sample i is a function of (seed, stream, i) alone.
+
+    Introduced in ``notebooks/01_data.ipynb``.
     """
 
     file_offset = 0.0

@@ -57,6 +57,8 @@ def pose_loss(pred: torch.Tensor, target: torch.Tensor, weight: torch.Tensor, ki
 
     ``weight`` (B, 14) is 0 for joints the loss ignores (hidden ones when masking, all but joint i in a
     cascade crop). Averaged over the batch so the learning rate does not depend on the batch size.
+
+    Introduced in ``notebooks/03_model.ipynb``.
     """
     diff = pred.float().view_as(target) - target
     per_joint = diff.abs().sum(dim=-1) if kind == "l1" else diff.pow(2).sum(dim=-1)
@@ -67,7 +69,7 @@ def make_optimizer(model: nn.Module, s: StageRecipe) -> torch.optim.Optimizer:
     """AdaGrad (the paper's), momentum SGD or Adam (decoupled weight decay).
 
     ``fused``: one kernel updates every parameter. The default on a CPU is one small op per tensor and per
-    formula term, which took 15 % of a classroom training step.
+    formula term, a noticeable share of a small network's step (docs/performance.md).
     """
     params = model.parameters()
     if s.optimizer == "adagrad":

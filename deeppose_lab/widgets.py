@@ -250,7 +250,10 @@ def render_sample(dataset: PoseDataset, index: Any, joints: bool = True, side: i
 
 
 def sample_browser(dataset: PoseDataset, side: int = DISPLAY_SIDE) -> PoseViewer:
-    """Browse a data set's images with their labels; raises ``ValueError`` for an empty data set."""
+    """Browse a data set's images with their labels; raises ``ValueError`` for an empty data set.
+
+    Introduced in ``notebooks/01_data.ipynb``.
+    """
     n = check_dataset(dataset, "sample_browser")
     controls = {"index": slider("image", n), "joints": widgets.Checkbox(value=True, description="show joints")}
     return PoseViewer("sample_browser", controls,
@@ -297,7 +300,10 @@ def render_crop(dataset: PoseDataset, index: Any, box: str = "person", scale: fl
 
 
 def crop_explorer(dataset: PoseDataset, size: int = 112, side: int = DISPLAY_SIDE) -> PoseViewer:
-    """Move, scale, rotate and flip the crop box and watch the crop and its labels follow."""
+    """Move, scale, rotate and flip the crop box and watch the crop and its labels follow.
+
+    Introduced in ``notebooks/02_cropping.ipynb``.
+    """
     n = check_dataset(dataset, "crop_explorer")
     if int(size) < 8:
         raise ValueError(f"crop_explorer: size must be at least 8 px, got {size}")
@@ -361,6 +367,8 @@ def cascade_stepper(dataset: PoseDataset, poses: np.ndarray, sigma: float, side:
     """Step an image through the cascade: ``poses`` (S, N, 14, 2) in image pixels, one pose per stage and image.
 
     ``poses[s, n]`` belongs to ``dataset[n]`` (``Cascade.predict`` returns exactly this).
+
+    Introduced in ``notebooks/05_cascade.ipynb``.
     """
     n = check_dataset(dataset, "cascade_stepper")
     arr = check_poses(poses, n, "cascade_stepper", "poses", stages=True)
@@ -414,6 +422,8 @@ def error_inspector(dataset: PoseDataset, pred: np.ndarray, true: np.ndarray | N
     """Pick a joint and browse its largest errors; ``pred`` and ``true`` are (N, 14, 2) image pixels.
 
     ``true`` defaults to the data set's labels. For a cascade, pass one stage, e.g. ``poses[-1]``.
+
+    Introduced in ``notebooks/06_evaluation.ipynb``.
     """
     n = check_dataset(dataset, "error_inspector")
     pred = check_poses(pred, n, "error_inspector", "pred", stages=False)

@@ -1,4 +1,4 @@
-"""The cascade (GUIDE §1, §4): boxes centred on the previous estimate, moves in IMAGE pixels, statistics from the
+"""The cascade and its classic bugs: boxes centred on the previous estimate, moves in IMAGE pixels, statistics from the
 training set only, the one-hot loss weight that follows its joint under a flip, and a label-free stage 1.
 
 Most tests use fake networks with a known output, so every expected pose is computed by hand; one module-scoped

@@ -1,4 +1,4 @@
-"""Boxes, N and N⁻¹, the one-matrix crop, flips and augmentation (GUIDE §4's geometry bugs).
+"""Boxes, N and N⁻¹, the one-matrix crop, flips and augmentation (the classic DeepPose geometry bugs).
 
 Every test is built so that the classic bug it names gives a different answer: an off-by-crop-offset or
 off-by-scale uncrop, a lost x/y scale, a flip without relabelling, a warp whose pixels disagree with its

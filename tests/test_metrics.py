@@ -1,6 +1,6 @@
 """PCP and PDJ on hand-made poses with known answers.
 
-Each classic bug from GUIDE §4 (per-axis distance, predicted limb length, predicted torso) gets a case on
+Each classic DeepPose bug (per-axis distance, predicted limb length, predicted torso) gets a case on
 which the buggy variant, written inline here, gives a DIFFERENT answer from ours; the test checks both, so
 it cannot pass by accident on a case where the bug would be harmless.
 """

@@ -86,7 +86,7 @@ def test_paper_filters_and_activations(paper_net: DeepPoseNet) -> None:
 def test_parameter_count_from_first_principles(paper_net: DeepPoseNet) -> None:
     expected = (conv(3, 96, 11) + conv(96, 256, 5) + conv(256, 384, 3) + conv(384, 384, 3) + conv(384, 256, 3)
                 + fc(256 * 6 * 6, 4096) + fc(4096, 4096) + fc(4096, 2 * 14))
-    assert expected == 58_396_060  # "about 58 M" (GUIDE §1)
+    assert expected == 58_396_060  # "about 58 M" (the paper's count)
     assert count_parameters(paper_net) == expected
     rows = layer_table(paper_net)
     assert sum(r.params for r in rows) == expected

@@ -210,3 +210,34 @@ def test_pictures_show_as_images_with_plain_text():
     assert set(nbh.show(fig)._repr_mimebundle_()) == {"image/png", "text/plain"}
     history = [{"epoch": 1, "train_loss": 1.0, "val_loss": 0.9}, {"epoch": 2, "train_loss": 0.5}]
     assert nbh.show(plots.history(history)).array.ndim == 3
+
+
+# --- back-links from the library to the lesson ------------------------------------------------------------------
+
+LIBRARY_CALL = re.compile(r"\b(nb|notebook|datasets|drawing|sample|skeleton|synthetic|widgets|geometry|model|train|"
+                          r"cascade|pipeline|plots|report|metrics|profiles|crops|rundir|splits)\.([A-Za-z_]\w*)")
+
+
+def first_callers() -> dict[object, str]:
+    """Every library function or class a notebook calls, with the first notebook (in order) that calls it."""
+    import importlib
+    import inspect
+
+    first: dict[object, str] = {}
+    for path in PATHS:
+        source = "\n".join(c.source for c in code_cells(load(path)))
+        for module, name in LIBRARY_CALL.findall(source):
+            obj = getattr(importlib.import_module(f"deeppose_lab.{'notebook' if module == 'nb' else module}"), name,
+                          None)
+            if (inspect.isfunction(obj) or inspect.isclass(obj)) and obj.__module__.startswith("deeppose_lab"):
+                first.setdefault(obj, path.name)
+    return first
+
+
+def test_every_function_a_notebook_calls_names_the_notebook_that_introduces_it():
+    """d2l's "Defined in" links: a reader of the library finds the lesson that explains a function."""
+    first = first_callers()
+    assert len(first) > 40  # the check really sees the notebooks' calls
+    wrong = {f"{obj.__module__}.{obj.__qualname__}": nb for obj, nb in first.items()
+             if f"Introduced in ``notebooks/{nb}``." not in (obj.__doc__ or "")}
+    assert not wrong, f"docstrings missing their 'Introduced in ``notebooks/...``.' line: {wrong}"
