@@ -104,6 +104,7 @@ def cascade_for(profile: Profile, stage1: nn.Module, refiners: list[nn.Module], 
 
 def train_stage1(run_dir: Path, profile: Profile, train: PoseDataset, val: PoseDataset, progress: bool
                  ) -> tuple[DeepPoseNet, list[dict]]:
+    """Stage 1 on person crops of the training images, scored on the dev split ``val`` at every validation pass."""
     torch.manual_seed(profile.seed)
     model = profile.stage1.build_model()
     size = profile.stage1.input_size
