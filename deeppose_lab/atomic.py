@@ -14,6 +14,8 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import BinaryIO
 
+from .errors import OutputError
+
 
 @contextlib.contextmanager
 def atomic_open(path: Path | str) -> Iterator[BinaryIO]:
@@ -64,3 +66,19 @@ def write_with(path: Path | str, writer: Callable[[BinaryIO], None]) -> None:
     """Atomically write whatever ``writer(fh)`` writes (torch.save, np.savez, PIL's save, savefig)."""
     with atomic_open(path) as fh:
         writer(fh)
+
+
+def writable_folder(path: Path | str, what: str = "output folder") -> Path:
+    """``path`` as a folder this process can write into, made if missing; checked before any long work starts, so
+    a read-only or mistyped folder fails in a second with its name, not after minutes of inference."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise OutputError(f"{path}: the {what} is a file, not a folder; choose another")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(prefix=".write-test.", dir=path)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as exc:
+        raise OutputError(f"{path}: cannot write the {what} here ({exc.strerror or exc}); choose another") from None
+    return path

@@ -8,6 +8,7 @@ constructor arguments, so a foreign or mismatched file is named and explained ra
 
 from __future__ import annotations
 
+import hashlib
 import pickle
 import zipfile
 from pathlib import Path
@@ -20,6 +21,7 @@ from .atomic import write_with
 from .errors import DeepPoseError
 
 FORMAT = "deeppose_lab.checkpoint/1"
+RETRAIN = "delete it and run `deeppose-lab train` again with the same --out to retrain that stage"
 REQUIRED_KEYS = ("format", "version", "stage", "model_config", "model", "epoch", "complete")
 
 
@@ -31,9 +33,24 @@ class CheckpointError(DeepPoseError, ValueError):
         self.path = Path(path)
 
 
+def weights_digest(state: dict[str, torch.Tensor]) -> str:
+    """SHA-256 over a state dict's names and tensor bytes. PyTorch's archive does not check the bytes of a tensor,
+    so a damaged or edited weight would otherwise load and silently give other predictions."""
+    digest = hashlib.sha256()
+    for name in sorted(state):
+        tensor = state[name].detach().cpu().contiguous()
+        digest.update(f"{name}:{tensor.dtype}:{tuple(tensor.shape)};".encode())
+        flat = tensor.reshape(-1)  # 0-d tensors (BatchNorm's batch counter) cannot be viewed as bytes directly
+        digest.update(flat.view(torch.uint8).numpy().tobytes() if flat.numel() else b"")
+    return digest.hexdigest()
+
+
 def save_checkpoint(path: Path | str, payload: dict[str, Any]) -> None:
-    """Write ``payload`` (plus format and version) so that the previous file survives any failure."""
+    """Write ``payload`` (plus format, version and the weights' digest) so that the previous file survives any
+    failure."""
     data = {"format": FORMAT, "version": __version__, **payload}
+    if isinstance(payload.get("model"), dict):
+        data["model_sha256"] = weights_digest(payload["model"])
     try:
         write_with(path, lambda fh: save_reporting_os_errors(data, fh))
     except OSError as exc:
@@ -83,11 +100,12 @@ def load_checkpoint(path: Path | str, stage: int | None = None) -> dict[str, Any
     except pickle.UnpicklingError as exc:
         if not zipfile.is_zipfile(path):  # torch.save always writes a zip; garbage also fails the safe unpickler
             raise CheckpointError(path, "not a readable checkpoint (not a PyTorch zip archive: truncated, corrupt "
-                                        "or another format)") from None
+                                        f"or another format); {RETRAIN}") from None
         raise CheckpointError(path, "refused: the file holds more than weights (pickled code or objects), "
                                     f"so it was not loaded ({describe(exc)})") from None
     except Exception as exc:  # the safe unpickler reports garbage as KeyError, IndexError, EOFError, RuntimeError ...
-        raise CheckpointError(path, f"not a readable checkpoint (truncated or corrupt; {describe(exc)})") from None
+        raise CheckpointError(path, f"not a readable checkpoint (truncated or corrupt; {describe(exc)}); {RETRAIN}") \
+            from None
     if not isinstance(data, dict) or data.get("format") != FORMAT:
         found = data.get("format") if isinstance(data, dict) else type(data).__name__
         raise CheckpointError(path, f"not a deeppose_lab checkpoint (format {found!r}, expected {FORMAT!r})")
@@ -96,6 +114,10 @@ def load_checkpoint(path: Path | str, stage: int | None = None) -> dict[str, Any
         raise CheckpointError(path, f"checkpoint lacks {missing}")
     if stage is not None and data["stage"] != stage:
         raise CheckpointError(path, f"holds stage {data['stage']}, expected stage {stage}")
+    if "model_sha256" in data and (not isinstance(data["model"], dict) or
+                                   weights_digest(data["model"]) != data["model_sha256"]):
+        raise CheckpointError(path, f"its weights do not match the digest written with them: the file was damaged or "
+                                    f"changed after it was saved; {RETRAIN}")
     return data
 
 

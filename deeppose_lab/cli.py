@@ -22,6 +22,16 @@ from .profiles import PROFILES, get_profile
 USER_ERRORS: tuple[type[BaseException], ...] = (DeepPoseError, FileNotFoundError)
 
 
+# What an interrupted command leaves behind (every file is written atomically, so nothing is half-written).
+INTERRUPTED = {
+    "train": "finished epochs are checkpointed, run again to resume",
+    "demo": "finished epochs are checkpointed, run again to resume",
+    "evaluate": "the report was not finished (report.json is written last); run again to evaluate",
+    "predict": "the predictions were not finished; run again to predict",
+    "download": "no partial archive or folder is kept; run again to download",
+}
+
+
 def parse_sets(pairs: Sequence[str]) -> dict[str, str]:
     out = {}
     for pair in pairs:
@@ -204,7 +214,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"deeppose-lab {args.command}: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print(f"deeppose-lab {args.command}: interrupted; finished epochs are checkpointed, run again to resume",
+        print(f"deeppose-lab {args.command}: interrupted; {INTERRUPTED.get(args.command, 'nothing was changed')}",
               file=sys.stderr)
         return 130
     finally:

@@ -150,7 +150,7 @@ class ImageFiles(PoseDataset):
     def __init__(self, name: str, paths: Sequence[Path], joints: np.ndarray, visible: np.ndarray,
                  file_offset: float, ids: Sequence[str] | None = None) -> None:
         self.paths = [Path(p) for p in paths]
-        super().__init__(ids or [p.stem for p in self.paths], joints, visible)
+        super().__init__(ids or unique_ids(self.paths), joints, visible)
         self.name = name
         self.file_offset = file_offset
 
@@ -180,6 +180,10 @@ def read_joints_mat(path: Path, layout: str) -> tuple[np.ndarray, np.ndarray]:
     check_mat_joints(path, data)
     try:
         mat = scipy.io.loadmat(io.BytesIO(data), variable_names=["joints"])
+    except NotImplementedError as exc:  # scipy's word for a v7.3 (HDF5) file
+        raise DataError(path, "is a MATLAB v7.3 (HDF5) file, which cannot be read here; re-save it in MATLAB or "
+                              "Octave as v7: save('joints.mat', 'joints', '-v7')" if "7.3" in str(exc)
+                        else f"not a readable MATLAB file ({exc})") from None
     except Exception as exc:  # scipy raises several unrelated types for a bad file
         raise DataError(path, f"not a readable MATLAB file ({exc})") from None
     if "joints" not in mat:
@@ -331,6 +335,10 @@ def load_lsp(root: Path | None = None, split: str = "train") -> ImageFiles:
     if chosen is None:
         raise ValueError(f"LSP split must be 'train', 'test' or 'all', got {split!r}")
     idx = list(chosen)
+    if not idx:
+        raise DataError(folder / "joints.mat", f"has {n} poses, so LSP's {split} split (images "
+                                               f"{'1001-2000' if split == 'test' else '1-1000'}) is empty; the full "
+                                               "LSP joints.mat holds 2000")
     check_images_exist([paths[i] for i in idx], skip_missing=False, what="LSP")
     visible = flags[idx] == 0  # LSP: 1 means occluded
     return ImageFiles(f"lsp-{split}", [paths[i] for i in idx], from_file_units(coords[idx], MATLAB_OFFSET), visible,
@@ -390,8 +398,9 @@ def parse_own_annotations(path: Path) -> list[tuple[str, np.ndarray, np.ndarray]
                 entries.append((str(s["image"]), joints, visible))
                 check_entry_shapes(path, k, joints, visible)
         else:
-            with path.open(newline="") as fh:
-                for row in csv.DictReader(fh):
+            # utf-8-sig: a spreadsheet's byte-order mark would glue itself to the first column's name
+            with path.open(newline="", encoding="utf-8-sig") as fh:
+                for row in csv.DictReader(fh, dialect=csv_dialect(fh)):
                     joints = np.array([[float(row[f"x{j}"]), float(row[f"y{j}"])] for j in range(NUM_JOINTS)])
                     visible = np.array([float(row[f"v{j}"]) != 0 for j in range(NUM_JOINTS)])
                     entries.append((row["image"], joints, visible))
@@ -400,6 +409,16 @@ def parse_own_annotations(path: Path) -> list[tuple[str, np.ndarray, np.ndarray]
     except (KeyError, TypeError, ValueError, csv.Error, RecursionError) as exc:  # RecursionError: absurdly nested JSON
         raise DataError(path, f"malformed annotation entry {len(entries) + 1}: {exc!r}") from None
     return entries
+
+
+def csv_dialect(fh: io.TextIOBase) -> type[csv.Dialect] | csv.Dialect:
+    """Commas, or the semicolons and tabs spreadsheet programs write in some locales (sniffed from the header)."""
+    header = fh.readline()
+    fh.seek(0)
+    try:
+        return csv.Sniffer().sniff(header, delimiters=",;\t")
+    except csv.Error:
+        return csv.excel
 
 
 def check_entry_shapes(path: Path, k: int, joints: np.ndarray, visible: np.ndarray) -> None:
@@ -417,10 +436,12 @@ def load_folder(folder: Path, skip_bad: bool = False) -> ImageFiles:
     candidates = [folder / "annotations.json", folder / "annotations.csv"]
     ann = next((p for p in candidates if p.is_file()), None)
     if ann is None:
-        raise DataError(folder, "no annotations.json or annotations.csv here\n" + OWN_FORMAT_DOC)
+        raise DataError(folder, "no annotations.json or annotations.csv here (their format: the README's Data "
+                                "section, or deeppose_lab.datasets.OWN_FORMAT_DOC)")
     entries = parse_own_annotations(ann)
     if not entries:
         raise DataError(ann, "no samples in the annotation file")
+    check_listed_once(ann, [name for name, _, _ in entries])
     kept, problems = [], []
     for name, joints, visible in entries:
         problem = None
@@ -442,6 +463,32 @@ def load_folder(folder: Path, skip_bad: bool = False) -> ImageFiles:
     joints = from_file_units(np.stack([j for _, j, _ in kept]), ZERO_BASED_OFFSET)
     visible = np.stack([v for _, _, v in kept])
     return ImageFiles(folder.name, paths, joints, visible, ZERO_BASED_OFFSET)
+
+
+def check_listed_once(ann: Path, names: Sequence[str]) -> None:
+    """Refuse an image listed twice: its two entries could land one in training and one in the test split."""
+    first: dict[str, int] = {}
+    for k, name in enumerate(names):
+        key = os.path.normpath(name)
+        if key in first:
+            raise DataError(ann, f"{name} is listed twice (entries {first[key] + 1} and {k + 1}); list each image "
+                                 "once, or its labels could land in both the training and the test split")
+        first[key] = k
+
+
+def unique_ids(paths: Sequence[Path]) -> list[str]:
+    """A name per image that no other image of the list shares: its stem, or with its folders when stems collide
+    (``a/x.jpg`` and ``b/x.jpg`` become ``a-x`` and ``b-x``), so ids and output files never overwrite each other."""
+    ids = [p.stem for p in paths]
+    depth = 1
+    while len(set(ids)) < len(ids) and depth < 64:
+        counts = {i: ids.count(i) for i in ids}
+        ids = ["-".join([*p.parent.parts[-depth:], p.stem]) if counts[i] > 1 else i for p, i in zip(paths, ids,
+                                                                                                     strict=True)]
+        depth += 1
+    if len(set(ids)) < len(ids):  # the same file given twice
+        ids = [f"{i}-{k + 1}" for k, i in enumerate(ids)]
+    return ids
 
 
 def image_problem(folder: Path, name: str) -> str | None:

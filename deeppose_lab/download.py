@@ -403,7 +403,7 @@ def download_dataset(name: str, root: Path, mirrors: list[str] | None = None, ti
     if expected is None:
         raise DownloadError(
             f"no SHA-256 checksum is known for {spec.archive}, so a download could not be verified and is refused. "
-            f"If you have a trusted checksum, pass it explicitly (sha256=...). {manual}"
+            f"If you have a trusted checksum, pass it explicitly (--sha256 HEX on the command line). {manual}"
         )
     expected = expected.strip().lower()
     if not _SHA256_RE.match(expected):

@@ -15,5 +15,9 @@ class ConfigError(DeepPoseError, ValueError):
     """A profile field, a ``--set`` or another command-line value that cannot be used."""
 
 
+class OutputError(DeepPoseError, OSError):
+    """A folder the package must write to cannot be made or written (read-only, a file in the way, no space)."""
+
+
 class RunError(DeepPoseError, RuntimeError):
     """A run directory is missing, locked, or was made with other settings; or its data cannot be split."""

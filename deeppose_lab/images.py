@@ -6,6 +6,7 @@ surfacing a Pillow traceback.
 
 from __future__ import annotations
 
+import os
 import struct
 import warnings
 from pathlib import Path
@@ -46,11 +47,20 @@ def to_rgb_array(img: Image.Image) -> np.ndarray:
     return np.asarray(img.convert("RGB"))
 
 
+def check_image_path(path: Path) -> None:
+    """Say what is wrong with a path given as an image before opening it: missing, a folder, or unreadable."""
+    if path.is_dir():
+        raise DataError(path, "is a folder, not an image; give the image files (e.g. folder/*.jpg)")
+    if not path.is_file():
+        raise DataError(path, "image file not found")
+    if not os.access(path, os.R_OK):
+        raise DataError(path, "image file cannot be read (permission denied)")
+
+
 def load_image(path: Path | str, apply_exif: bool = True) -> np.ndarray:
     """Decode ``path`` to (H, W, 3) uint8 RGB, upright as a viewer shows it (EXIF orientation applied)."""
     path = Path(path)
-    if not path.is_file():
-        raise DataError(path, "image file not found")
+    check_image_path(path)
     if path.stat().st_size == 0:
         raise DataError(path, "image file is empty (0 bytes)")
     try:
@@ -80,6 +90,7 @@ def load_image(path: Path | str, apply_exif: bool = True) -> np.ndarray:
 def image_size(path: Path | str) -> tuple[int, int]:
     """(height, width) from the header only, EXIF orientation applied; cheap enough to call on every file."""
     path = Path(path)
+    check_image_path(path)
     try:
         with Image.open(path) as img:
             w, h = img.size

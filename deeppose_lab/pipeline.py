@@ -18,13 +18,14 @@ import numpy as np
 import torch
 from torch import nn
 
-from .atomic import write_text
+from .atomic import writable_folder, write_text
 from .cascade import Cascade, DisplacementStats, RefineCrops, diam_floor, diam_floors, displacement_stats
 from .checkpoint import CheckpointError, load_checkpoint
 from .crops import PersonCrops, inference_box, training_boxes
 from .datasets import ImageFiles, PoseDataset
 from .distributed import default_device, is_main
 from .drawing import draw_pose, save_png
+from .errors import RunError
 from .geometry import Augmentation, cascade_boxes, denormalise, normalise
 from .metrics import pcp
 from .model import DeepPoseNet
@@ -32,7 +33,7 @@ from .profiles import Profile
 from .rundir import Log, agreed_start, read_run, record_stage, run_lock, run_profile, stage_path
 from .sample import to_file_units
 from .skeleton import JOINT_NAMES
-from .splits import load_data, resolve_data
+from .splits import Splits, load_data, resolve_data
 from .train import FitSettings, fit
 
 Device = torch.device | str | None
@@ -56,8 +57,9 @@ def train_run(run_dir: Path | str, profile: Profile, data: str = "auto", stages:
     if profile.threads:
         torch.set_num_threads(profile.threads)
     with run_lock(run_dir) if is_main() else contextlib.nullcontext():
+        splits = load_data(data, profile, log)  # first: a typo in --data must not leave a run.json behind
+        check_trainable(splits, profile)
         meta = agreed_start(run_dir, profile, data)
-        splits = load_data(data, profile, log)
         log(f"data {splits.name}: {len(splits.train)} training, {len(splits.dev)} dev (validation) and "
             f"{len(splits.test)} test images")
         val = splits.dev.subset(range(min(profile.val_images, len(splits.dev))), "val")
@@ -81,6 +83,15 @@ def train_run(run_dir: Path | str, profile: Profile, data: str = "auto", stages:
             val_pose = cascade.refined(model, val, val_pose, val_floor)
             cascade.refiners.append(model)
     return cascade
+
+
+def check_trainable(splits: Splits, profile: Profile) -> None:
+    """Refuse data that would train nothing (every joint hidden: a loss of 0 every epoch) or test nothing."""
+    if profile.mask_hidden and not splits.train.visible.any():
+        raise RunError(f"{splits.name}: no visible joint in any of the {len(splits.train)} training images, so the "
+                       "loss would be 0 and nothing would be learned; check the 'visible' flags of the annotations")
+    if len(splits.test) == 0:
+        raise RunError(f"{splits.name}: no test images, so the run could not be evaluated")
 
 
 def refiner_images(train: PoseDataset, profile: Profile) -> PoseDataset:
@@ -158,28 +169,48 @@ def train_refiner(run_dir: Path, profile: Profile, stage: int, previous: DeepPos
     return model, history
 
 
-def load_stage(run_dir: Path, stage: int, input_size: int | None = None, device: Device = None
+def load_stage(run_dir: Path, stage: int, profile: Profile | None = None, device: Device = None
                ) -> tuple[DeepPoseNet, dict[str, Any]]:
-    """A finished stage's model (eval mode, on ``device``; default: the GPU when present) and its checkpoint;
-    ``input_size`` is what the run expects.
+    """A finished stage's model (eval mode, on ``device``; default: the GPU when present) and its checkpoint.
+
+    The checkpoint must hold the network the run's profile (default: its run.json) describes, and a refiner
+    the σ it was trained for: a stage file copied in from another run is refused, never scored as this run's.
 
     Introduced in ``notebooks/04_stage1.ipynb``.
     """
+    run_dir = Path(run_dir)
+    profile = profile or run_profile(run_dir)
     path = stage_path(run_dir, stage)
     ckpt = load_checkpoint(path, stage=stage)
     if not ckpt["complete"]:
         raise CheckpointError(path, f"stage {stage} is unfinished (epoch {ckpt['epoch'] + 1}); "
                                     "run `deeppose-lab train` again with the same --out to finish it")
-    config = ckpt["model_config"]
-    if input_size is not None and isinstance(config, dict) and config.get("input_size") != input_size:
-        raise CheckpointError(path, f"holds a network for input_size {config.get('input_size')} px, but this run's "
-                                    f"profile crops stage {stage} at {input_size} px; the file is from another run")
+    check_stage_matches_run(path, ckpt, profile, stage)
     try:
-        model = DeepPoseNet.from_config(config)
+        model = DeepPoseNet.from_config(ckpt["model_config"])
         model.load_state_dict(ckpt["model"])
     except (TypeError, ValueError, RuntimeError) as exc:
         raise CheckpointError(path, f"weights do not fit the recorded model ({str(exc).splitlines()[0]})") from None
     return model.to(device or default_device()).eval(), ckpt
+
+
+def check_stage_matches_run(path: Path, ckpt: dict[str, Any], profile: Profile, stage: int) -> None:
+    """Refuse a stage file whose network or σ differs from what the run's profile says that stage is."""
+    config, recipe = ckpt["model_config"], "stage1" if stage == 1 else "refiner"
+    if not isinstance(config, dict):
+        raise CheckpointError(path, "has no model description (model_config); the file is from another program")
+    expected = profile.recipe(stage).model_config()
+    config = {**config, "channels": tuple(config["channels"]) if isinstance(config.get("channels"), list | tuple)
+              else config.get("channels")}
+    unknown = sorted(set(config) - set(expected))
+    wrong = [f"unknown model settings {unknown}"] if unknown else []
+    wrong += [f"{k} {config.get(k)!r} where this run's {recipe} network has {v!r}" for k, v in expected.items()
+              if config.get(k, False if k == "batchnorm" else None) != v]  # batchnorm: absent in older files
+    if stage > 1 and "sigma" in ckpt and float(ckpt["sigma"]) != profile.sigma:
+        wrong.append(f"sigma {float(ckpt['sigma'])!r} where this run's sigma is {profile.sigma!r}")
+    if wrong:
+        raise CheckpointError(path, f"holds a stage {stage} network with {'; '.join(wrong)}: the file is from another "
+                                    "run; put this run's own file back, or train again with the same --out")
 
 
 def load_cascade(run_dir: Path | str, stages: int | None = None, compile: bool = False,
@@ -193,12 +224,16 @@ def load_cascade(run_dir: Path | str, stages: int | None = None, compile: bool =
     profile = run_profile(run_dir)
     if flip_test is not None:
         profile = profile.replace(flip_test=flip_test)
-    model1, _ = load_stage(run_dir, 1, profile.stage1.input_size, device)
+    model1, _ = load_stage(run_dir, 1, profile, device)
     refiners = []
     s = 2
     while stage_path(run_dir, s).exists() and (stages is None or s <= stages):
-        refiners.append(load_stage(run_dir, s, profile.refiner.input_size, device)[0])
+        refiners.append(load_stage(run_dir, s, profile, device)[0])
         s += 1
+    if stages is not None and stages > 1 + len(refiners):
+        n = 1 + len(refiners)
+        raise RunError(f"{run_dir}: --stages {stages}, but this run has {n} finished stage{'s' if n > 1 else ''}; "
+                       f"ask for at most {n}, or train more with `deeppose-lab train --stages {stages}`")
     return cascade_for(profile, model1, refiners, compile)
 
 
@@ -235,8 +270,9 @@ def evaluate_run(run_dir: Path | str, data: str | None = None, out: Path | str |
     run_dir = Path(run_dir)
     meta = read_run(run_dir)
     profile = Profile.from_dict(meta["profile"])
-    splits = load_data(data or meta["data"], profile, log)
+    out = writable_folder(out if out is not None else run_dir / "report", "report folder")
     cascade = load_cascade(run_dir, stages, compile, flip_test, device)
+    splits = load_data(data or meta["data"], profile, log)
     tic = time.perf_counter()
     splits.test.decode_all()  # first, so the inference figure is the cascade's alone
     decoding = time.perf_counter() - tic
@@ -249,7 +285,6 @@ def evaluate_run(run_dir: Path | str, data: str | None = None, out: Path | str |
                    "decoding_ms_per_image": 1000 * decoding / len(preds[0]),
                    "inference_ms_per_image": 1000 * seconds / len(preds[0]),  # with --compile: compiling included
                    "compile": compile}
-    out = Path(out) if out is not None else run_dir / "report"
     results = write_report(out, preds, splits.test, report_meta, baseline_preds=baseline)
     log(f"report written to {out}/ (report.md, report.json, pdj.png, best_worst.png, predictions.npz)")
     return results
@@ -268,19 +303,19 @@ def predict_images(run_dir: Path | str, paths: Sequence[Path], out: Path | str |
     """
     from .report import export_predictions
 
-    cascade = load_cascade(run_dir, stages, compile, flip_test, device)
+    read_run(Path(run_dir))  # a folder that is not a run is named as such, before anything is made in it
     images = ImageFiles.unlabelled(paths)
     images.decode_all()  # now, so a bad file is named before any work is done
+    out = writable_folder(out if out is not None else Path(run_dir) / "predict")
+    cascade = load_cascade(run_dir, stages, compile, flip_test, device)
     boxes = None if box is None else np.tile(box, (len(images), 1))
     poses = cascade.predict(images, boxes)  # (S, N, 14, 2) internal pixels
-    out = Path(out) if out is not None else Path(run_dir) / "predict"
-    out.mkdir(parents=True, exist_ok=True)
     records = []
     for n, path in enumerate(images.paths):
         final = poses[-1, n]
         floor = diam_floor(images[n], None if boxes is None else boxes[n])  # the boxes the last stage cropped
         boxes_n = cascade_boxes(poses[-2, n], cascade.sigma, floor) if cascade.stages > 1 else None
-        save_png(out / f"{path.stem}_pose.png", draw_pose(images.image(n), final, scale=2, boxes=boxes_n))
+        save_png(out / f"{images.ids[n]}_pose.png", draw_pose(images.image(n), final, scale=2, boxes=boxes_n))
         file_units = to_file_units(poses[:, n], images.file_offset)
         records.append({"image": str(path), "joint_names": list(JOINT_NAMES),
                         "joints": file_units[-1].round(2).tolist(),

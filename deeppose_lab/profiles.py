@@ -43,6 +43,7 @@ plausible positions, but LSP-extended's unannotated joints can lie anywhere, so 
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import math
 import os
 from dataclasses import dataclass, field
@@ -77,6 +78,11 @@ class StageRecipe:
         """The ``DeepPoseNet`` arguments of this recipe."""
         return {"input_size": self.input_size, "width": self.width, "dropout": self.dropout, "lrn": self.lrn,
                 "batchnorm": self.batchnorm}
+
+    def model_config(self) -> dict[str, Any]:
+        """The ``DeepPoseNet.config`` a network built from this recipe has (what its checkpoint records)."""
+        defaults = {name: p.default for name, p in inspect.signature(DeepPoseNet).parameters.items()}
+        return {**defaults, "channels": tuple(defaults["channels"]), **self.network()}
 
     def build_model(self) -> DeepPoseNet:
         """The network this stage trains, freshly initialised (the ONE place a profile becomes a network)."""
@@ -315,7 +321,11 @@ def validate(p: Profile) -> None:
     for key in ["lsp_repeats", "stages", "boxes_per_joint", "synthetic_train", "synthetic_test", "sigma", *per_recipe]:
         if not values[key] > 0:
             raise ConfigError(f"profile field {key} must be positive, got {values[key]!r}")
-    per_recipe = [f"{r}.{k}" for r in RECIPES for k in ("epochs", "weight_decay")]
+    for key in [f"{r}.epochs" for r in RECIPES]:
+        if values[key] < 1:  # 0 would leave that stage untrained while the next stages train on top of it
+            raise ConfigError(f"profile field {key} must be at least 1 (a stage trained for 0 epochs is an "
+                              f"untrained network), got {values[key]!r}")
+    per_recipe = [f"{r}.weight_decay" for r in RECIPES]
     for key in ["refine_images", "val_every", "val_images", "threads", "seed", "box_margin", *per_recipe]:
         if values[key] < 0:
             raise ConfigError(f"profile field {key} must not be negative, got {values[key]!r}")

@@ -23,7 +23,7 @@ from typing import Any
 
 import torch
 
-from .atomic import write_text
+from .atomic import writable_folder, write_text
 from .checkpoint import CheckpointError, load_checkpoint
 from .distributed import is_main, mean_over_ranks
 from .errors import RunError
@@ -39,7 +39,7 @@ def stage_path(run_dir: Path, stage: int) -> Path:
 @contextlib.contextmanager
 def run_lock(run_dir: Path) -> Iterator[None]:
     """Refuse a second training in the same directory while the first one runs."""
-    run_dir.mkdir(parents=True, exist_ok=True)
+    writable_folder(run_dir, "run folder")
     fh = open(run_dir / ".lock", "w")  # noqa: SIM115 - held for the whole with-block
     try:
         fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -72,23 +72,56 @@ def read_run(run_dir: Path) -> dict[str, Any]:
     except ValueError as exc:
         raise RunError(f"{path}: {exc}") from None
     meta.setdefault("stages", {})
+    if not valid_stage_records(meta["stages"]):
+        raise RunError(f"{path}: 'stages' must map stage numbers to their records ({{\"1\": {{\"seconds\": …}}}}), "
+                       f"got {json.dumps(meta['stages'])[:60]}")
     return meta
+
+
+def valid_stage_records(stages: object) -> bool:
+    """run.json's ``stages``: {"1": {"seconds": 12.5, "epochs": 20, "dev_curve": [[s, strict, loose], …]}, …}."""
+    if not isinstance(stages, dict):
+        return False
+    for key, record in stages.items():
+        if not (isinstance(key, str) and key.isdigit() and isinstance(record, dict)):
+            return False
+        if not isinstance(record.get("seconds", 0), int | float) or isinstance(record.get("seconds"), bool):
+            return False
+        curve = record.get("dev_curve", [])
+        if not (isinstance(curve, list) and all(isinstance(p, list) and len(p) == 3 and
+                                                all(isinstance(v, int | float) for v in p) for p in curve)):
+            return False
+    return True
 
 
 def start_run(run_dir: Path, profile: Profile, data: str) -> dict[str, Any]:
-    """Create run.json, or check that an existing run was made with the same profile and data."""
+    """Create run.json, or check that an existing run was made with the same profile and data.
+
+    A folder with no stage file yet (a command that failed before training anything) takes the new settings."""
     meta = {"profile": profile.to_dict(), "data": data, "stages": {}}
-    if (run_dir / "run.json").exists():
+    trained = any(run_dir.glob("stage*.pt"))
+    if (run_dir / "run.json").exists() and (trained or readable_run(run_dir)):
         old = read_run(run_dir)
         before = flat_fields(Profile.from_dict(old["profile"]).to_dict())
-        if before != flat_fields(meta["profile"]) or old["data"] != data:
+        if before == flat_fields(meta["profile"]) and old["data"] == data:
+            return old
+        if trained:
             now = flat_fields(meta["profile"])
             changed = sorted(k for k in now if before.get(k) != now[k])
-            raise RunError(f"{run_dir}: this run was made with other settings (data {old['data']!r}, changed "
-                           f"fields {changed}); resume with the same ones or choose another --out")
-        return old
+            data_note = f"data {old['data']!r} now {data!r}, " if old["data"] != data else ""
+            raise RunError(f"{run_dir}: this run was trained with other settings ({data_note}changed fields "
+                           f"{changed}); resume with the same ones, or choose another --out for these")
+        # nothing was trained under the old settings (a command that failed early): the corrected one starts over
     write_text(run_dir / "run.json", json.dumps(meta, indent=2))
     return meta
+
+
+def readable_run(run_dir: Path) -> bool:
+    try:
+        read_run(run_dir)
+    except RunError:
+        return False
+    return True
 
 
 def flat_fields(profile: dict[str, Any], prefix: str = "") -> dict[str, Any]:

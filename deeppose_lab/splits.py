@@ -28,6 +28,7 @@ class Splits:
     dev: PoseDataset
 
 
+NAMED_DATA = ("synthetic", "lsp", "lspet", "auto")
 LSP_DEV = range(800, 1000)  # LSP 801-1000: held out of training, framed and scored like LSP test (1001-2000)
 
 
@@ -42,9 +43,13 @@ def carve_dev(name: str, train: PoseDataset, test: PoseDataset, limit: int) -> S
 
 
 def resolve_data(spec: str) -> str:
-    """``auto`` pinned to what it means now, so a run never changes data when LSP appears later."""
+    """The ``--data`` a run records: ``auto`` pinned to what it means now (a run never changes data when LSP appears
+    later), a folder as its absolute path (evaluating from another directory still finds it, and never a
+    different folder that happens to have the same relative name)."""
     if spec == "auto":
         return "lsp" if lsp_available() else "synthetic"
+    if spec and spec not in NAMED_DATA and Path(spec).is_dir():
+        return str(Path(spec).resolve())
     return spec
 
 
@@ -84,7 +89,7 @@ def load_data(spec: str, profile: Profile, log: Log = print) -> Splits:
             raise RunError(f"no LSP-extended under {data_root()} (expected lspet/ or lspet400/ with joints.mat)")
         return split_holdout("lspet", load_lspet(folder), profile.val_images)
     folder = Path(spec)
-    if folder.is_dir():
+    if spec and folder.is_dir():
         return split_holdout(folder.name, load_folder(folder), profile.val_images)
     raise RunError(f"unknown data {spec!r}: use synthetic, lsp, lspet, auto or a folder with annotations.json/csv")
 

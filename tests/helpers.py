@@ -32,9 +32,10 @@ TINY = {"epochs": "1", "refine_epochs": "1", "synthetic_train": "8", "synthetic_
 SETS = [arg for key, value in TINY.items() for arg in ("--set", f"{key}={value}")]
 
 
-def fake_run(run_dir: Path) -> Path:
-    """A finished run of untrained tiny networks (no training needed to test the commands that read it)."""
-    profile = get_profile("smoke", **TINY)
+def fake_run(run_dir: Path, **sets: str) -> Path:
+    """A finished run of untrained tiny networks (no training needed to test the commands that read it);
+    ``sets`` override profile fields as ``--set`` does."""
+    profile = get_profile("smoke", **{**TINY, **sets})
     run_dir.mkdir(parents=True)
     rundir.start_run(run_dir, profile, "synthetic")
     for stage in (1, 2):

@@ -268,7 +268,7 @@ def cli_error(capsys, *argv: str) -> str:
     (["--set", "input_size=32"], "input sizes below 48 px"),
     (["--set", "refine_input_size=-48"], "refiner.input_size must be positive"),
     (["--set", "stages=0"], "stages must be positive"),
-    (["--epochs", "-1"], "epochs must not be negative"),
+    (["--epochs", "-1"], "epochs must be at least 1"),
     (["--set", "lr=inf"], "lr must be a finite number"),
     (["--set", "width=inf"], "width must be a finite number"),
     (["--set", "weight_decay=nan"], "weight_decay must be a finite number"),

@@ -201,7 +201,8 @@ def test_data_root_without_environment_is_the_repository_data_folder(monkeypatch
 
 def test_lsp_split_on_a_small_file(tmp_path):
     folder = write_lsp(tmp_path / "lsp", distinct_coords(3), np.zeros((3, NUM_JOINTS)))
-    assert len(D.load_lsp(folder, "train")) == 3 and len(D.load_lsp(folder, "test")) == 0
+    assert len(D.load_lsp(folder, "train")) == 3
+    expect_data_error(D.load_lsp, folder, "test", names=folder / "joints.mat", problem="has 3 poses, so LSP.s test")
     with pytest.raises(ValueError, match="split"):
         D.load_lsp(folder, "val")
 

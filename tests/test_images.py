@@ -138,7 +138,7 @@ def test_missing_image(tmp_path):
 
 
 def test_folder_is_not_an_image(tmp_path):
-    expect_error(tmp_path, "not found")
+    expect_error(tmp_path, "is a folder, not an image")
 
 
 def test_zero_byte_file(tmp_path):

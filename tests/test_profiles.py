@@ -90,9 +90,12 @@ def test_validation_refuses_bad_values(field, value):
         get_profile("classroom", **{field: value})
 
 
-def test_zero_epochs_and_val_every_are_allowed():
-    p = get_profile("smoke", epochs="0", val_every="0", threads="0")
-    assert p.stage1.epochs == 0 and p.val_every == 0
+def test_zero_val_every_is_allowed_but_not_zero_epochs():
+    p = get_profile("smoke", val_every="0", threads="0")
+    assert p.val_every == 0 and p.threads == 0
+    for field in ("epochs", "refine_epochs", "refiner.epochs"):
+        with pytest.raises(ValueError, match="epochs must be at least 1"):
+            get_profile("smoke", **{field: "0"})
 
 
 def test_apply_overrides_with_nothing_returns_an_equal_profile():

@@ -28,7 +28,7 @@ from helpers import SETS, Payload, fake_run, tar_bytes, tar_member
 from PIL import Image
 
 from deeppose_lab import __version__, cli, download, rundir
-from deeppose_lab.checkpoint import FORMAT, CheckpointError, load_checkpoint
+from deeppose_lab.checkpoint import FORMAT, CheckpointError, load_checkpoint, weights_digest
 from deeppose_lab.download import DownloadError, download_dataset, safe_extract
 from deeppose_lab.model import DeepPoseNet
 from deeppose_lab.skeleton import NUM_JOINTS
@@ -43,9 +43,12 @@ def cli_error(capsys, *argv: str) -> str:
 
 
 def rewrite(path: Path, change) -> None:
-    """Load a checkpoint unsafely (it is our own), change it, and write it back as a plain torch file."""
+    """Load a checkpoint (it is our own), change it, and write it back with a digest that fits its new weights, as
+    a file written by another run would have."""
     ckpt = torch.load(path, weights_only=True)
     change(ckpt)
+    if "model_sha256" in ckpt:
+        ckpt["model_sha256"] = weights_digest(ckpt["model"])
     torch.save(ckpt, path)
 
 
@@ -160,7 +163,7 @@ def test_swapped_stage_files_are_named(run_dir, capsys):
 def test_weights_that_do_not_fit_their_recorded_config_are_named(run_dir, capsys):
     rewrite(rundir.stage_path(run_dir, 1), lambda c: c["model_config"].update(width=0.25))
     err = cli_error(capsys, "evaluate", str(run_dir))
-    assert f"{rundir.stage_path(run_dir, 1)}: weights do not fit the recorded model" in err
+    assert f"{rundir.stage_path(run_dir, 1)}: holds a stage 1 network with width 0.25" in err and "another run" in err
 
 
 def test_resuming_from_a_checkpoint_of_another_model_is_refused(run_dir, capsys):
