@@ -213,6 +213,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except USER_ERRORS as exc:
         print(f"deeppose-lab {args.command}: error: {exc}", file=sys.stderr)
         return 2
+    except OSError as exc:  # the machine's refusal (a full disk, a read-only folder): not a bug, so one line too
+        where = f"{exc.filename}: " if exc.filename else ""
+        print(f"deeppose-lab {args.command}: error: {where}{exc.strerror or exc}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print(f"deeppose-lab {args.command}: interrupted; {INTERRUPTED.get(args.command, 'nothing was changed')}",
               file=sys.stderr)

@@ -216,6 +216,27 @@ def test_annotation_csv_as_spreadsheets_save_it(tmp_path, bom, delimiter):
 
 # --- 8 messages that mislead ------------------------------------------------------------------------------------
 
+def test_a_nan_box_is_reported_as_typed(tmp_path, capsys):
+    image = tmp_path / "x.png"
+    save_png(image, SyntheticPoses(1)[0].image)
+    err = one_line_error(capsys, ["predict", str(fake_run(tmp_path / "run")), str(image), "--box=nan,0,10,10"])
+    assert "--box 'nan,0,10,10'" in err and "finite" in err
+
+
+def test_an_os_error_while_writing_is_one_line_naming_the_file(tmp_path, capsys, monkeypatch):
+    from deeppose_lab import atomic
+
+    run = fake_run(tmp_path / "run")
+
+    def disk_full(*args, **kwargs):
+        raise OSError(28, "No space left on device", str(run / "report" / "report.md"))
+
+    monkeypatch.setattr(atomic, "write_text", disk_full)
+    monkeypatch.setattr("deeppose_lab.report.atomic.write_text", disk_full)
+    err = one_line_error(capsys, ["evaluate", str(run)])
+    assert f"{run / 'report' / 'report.md'}: No space left on device" in err
+
+
 def test_a_folder_given_as_an_image_is_called_a_folder(tmp_path, capsys):
     run = fake_run(tmp_path / "run")
     err = one_line_error(capsys, ["predict", str(run), str(tmp_path)])
