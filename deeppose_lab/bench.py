@@ -26,6 +26,7 @@ from .model import DeepPoseNet
 from .pipeline import cascade_for
 from .profiles import Profile, get_profile
 from .rundir import read_run
+from .skeleton import NUM_JOINTS
 from .synthetic import SyntheticPoses
 from .train import autocast, make_optimizer, pose_loss
 
@@ -83,7 +84,7 @@ def train_step(profile: Profile, batch: int, bf16: bool, channels_last: bool) ->
     model = model.to(memory_format=fmt)
     opt = make_optimizer(model, profile.stage1)
     x = torch.rand(batch, 3, model.input_size, model.input_size).contiguous(memory_format=fmt)
-    y, w = torch.rand(batch, 14, 2) - 0.5, torch.ones(batch, 14)
+    y, w = torch.rand(batch, NUM_JOINTS, 2) - 0.5, torch.ones(batch, NUM_JOINTS)
 
     def step() -> None:
         with autocast(bf16):
