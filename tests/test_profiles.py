@@ -142,7 +142,7 @@ def test_one_augmentation_range_can_be_set_by_name():
 def test_each_stage_has_one_recipe_and_one_builder():
     p = get_profile("classroom", **{"refiner.dropout": "0.1", "stage1.epochs": "7"})
     assert p.recipe(1) is p.stage1 and p.recipe(2) is p.recipe(3) is p.refiner
-    assert (p.stage1.epochs, p.refiner.epochs, p.stage1.dropout, p.refiner.dropout) == (7, 2, 0.2, 0.1)
+    assert (p.stage1.epochs, p.refiner.epochs, p.stage1.dropout, p.refiner.dropout) == (7, 4, 0.2, 0.1)
     net = p.refiner.build_model()
     assert {k: net.config[k] for k in p.refiner.network()} == p.refiner.network()
 
@@ -150,7 +150,7 @@ def test_each_stage_has_one_recipe_and_one_builder():
 def test_flat_names_keep_their_old_meaning():
     """``--set lr`` was stage 1's, ``refine_lr`` the refiners', and a field both used set both: still so."""
     p = get_profile("classroom", lr="0.002", refine_lr="0.0001", refine_epochs="3", dropout="0.3", batch_size="32")
-    assert (p.stage1.lr, p.refiner.lr, p.stage1.epochs, p.refiner.epochs) == (0.002, 0.0001, 20, 3)
+    assert (p.stage1.lr, p.refiner.lr, p.stage1.epochs, p.refiner.epochs) == (0.002, 0.0001, 20, 3)  # refine_epochs
     assert p.stage1.dropout == p.refiner.dropout == 0.3 and p.stage1.batch_size == p.refiner.batch_size == 32
 
 
@@ -159,7 +159,7 @@ def test_a_flat_run_file_from_before_recipes_loads_as_the_same_profile():
            "optimizer": "adam", "loss": "l1", "lr": 0.001, "weight_decay": 0.05, "schedule": "cosine",
            "batch_size": 64, "epochs": 20, "refine_input_size": 112, "refine_width": 0.5, "refine_epochs": 2,
            "refine_lr": 0.0003, "stages": 3}
-    assert Profile.from_dict(old) == get_profile("classroom")
+    assert Profile.from_dict(old) == get_profile("classroom", refine_epochs="2", stages="3")  # the recipe then
     with pytest.raises(ValueError, match=r"refiner.lr must be a float"):
         Profile.from_dict({**old, "refine_lr": "fast"})
     with pytest.raises(ValueError, match=r"unknown profile fields \['stage1.speed'\]"):
