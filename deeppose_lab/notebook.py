@@ -37,8 +37,6 @@ from .splits import Splits, load_data, resolve_data
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOK_RUNS = "notebooks"
-# Measured stage times of the classroom profile on LSP, 2-core CPU (see run.json of a classroom run).
-CLASSROOM_MINUTES = "about 20"
 
 
 def profile(**overrides: object) -> Profile:
