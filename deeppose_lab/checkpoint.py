@@ -45,6 +45,13 @@ def weights_digest(state: dict[str, torch.Tensor]) -> str:
     return digest.hexdigest()
 
 
+def digest_matches(state: object, expected: object) -> bool:
+    try:
+        return isinstance(state, dict) and weights_digest(state) == expected
+    except (AttributeError, TypeError, RuntimeError):  # not names → tensors: not the weights the digest was made of
+        return False
+
+
 def save_checkpoint(path: Path | str, payload: dict[str, Any]) -> None:
     """Write ``payload`` (plus format, version and the weights' digest) so that the previous file survives any
     failure."""
@@ -114,8 +121,7 @@ def load_checkpoint(path: Path | str, stage: int | None = None) -> dict[str, Any
         raise CheckpointError(path, f"checkpoint lacks {missing}")
     if stage is not None and data["stage"] != stage:
         raise CheckpointError(path, f"holds stage {data['stage']}, expected stage {stage}")
-    if "model_sha256" in data and (not isinstance(data["model"], dict) or
-                                   weights_digest(data["model"]) != data["model_sha256"]):
+    if "model_sha256" in data and not digest_matches(data["model"], data["model_sha256"]):
         raise CheckpointError(path, f"its weights do not match the digest written with them: the file was damaged or "
                                     f"changed after it was saved; {RETRAIN}")
     return data

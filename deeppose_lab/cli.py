@@ -144,8 +144,13 @@ def parse_device(text: str) -> str:
         device = torch.device(text)
     except RuntimeError:
         raise argparse.ArgumentTypeError(f"not a device: {text!r} (try cpu or cuda)") from None
+    if device.type not in ("cpu", "cuda") or (device.type == "cpu" and device.index not in (None, 0)):
+        raise argparse.ArgumentTypeError(f"{text!r}: the networks run on cpu or cuda (cuda:N for GPU N)")
     if device.type == "cuda" and not torch.cuda.is_available():
         raise argparse.ArgumentTypeError(f"{text!r}: no CUDA GPU is available here; use cpu")
+    if device.type == "cuda" and (device.index or 0) >= torch.cuda.device_count():
+        raise argparse.ArgumentTypeError(f"{text!r}: this machine has {torch.cuda.device_count()} GPU(s), numbered "
+                                         "from 0")
     return str(device)
 
 

@@ -14,6 +14,7 @@ import json
 import os
 import struct
 import zlib
+from collections import Counter
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
@@ -412,13 +413,19 @@ def parse_own_annotations(path: Path) -> list[tuple[str, np.ndarray, np.ndarray]
 
 
 def csv_dialect(fh: io.TextIOBase) -> type[csv.Dialect] | csv.Dialect:
-    """Commas, or the semicolons and tabs spreadsheet programs write in some locales (sniffed from the header)."""
+    """Commas, or the semicolons and tabs spreadsheet programs write in some locales: only the delimiter is sniffed
+    from the header; quoting stays the spreadsheet standard (``csv.excel``)."""
     header = fh.readline()
     fh.seek(0)
     try:
-        return csv.Sniffer().sniff(header, delimiters=",;\t")
+        sniffed = csv.Sniffer().sniff(header, delimiters=",;\t").delimiter
     except csv.Error:
         return csv.excel
+
+    class Spreadsheet(csv.excel):
+        delimiter = sniffed
+
+    return Spreadsheet
 
 
 def check_entry_shapes(path: Path, k: int, joints: np.ndarray, visible: np.ndarray) -> None:
@@ -480,15 +487,18 @@ def unique_ids(paths: Sequence[Path]) -> list[str]:
     """A name per image that no other image of the list shares: its stem, or with its folders when stems collide
     (``a/x.jpg`` and ``b/x.jpg`` become ``a-x`` and ``b-x``), so ids and output files never overwrite each other."""
     ids = [p.stem for p in paths]
-    depth = 1
-    while len(set(ids)) < len(ids) and depth < 64:
-        counts = {i: ids.count(i) for i in ids}
-        ids = ["-".join([*p.parent.parts[-depth:], p.stem]) if counts[i] > 1 else i for p, i in zip(paths, ids,
-                                                                                                     strict=True)]
-        depth += 1
-    if len(set(ids)) < len(ids):  # the same file given twice
-        ids = [f"{i}-{k + 1}" for k, i in enumerate(ids)]
-    return ids
+    for depth in range(1, 1 + max((len(p.parts) for p in paths), default=0)):
+        counts = Counter(ids)
+        if len(counts) == len(ids):
+            return ids
+        ids = ["-".join([*p.parent.parts[-depth:], p.stem]) if counts[i] > 1 else i
+               for p, i in zip(paths, ids, strict=True)]
+    counts, seen = Counter(ids), Counter()
+    out = []
+    for i, p in zip(ids, paths, strict=True):  # what is left: the same name with another extension, or one file twice
+        seen[i] += 1
+        out.append(i if counts[i] == 1 else f"{i}{p.suffix.replace('.', '-')}-{seen[i]}")
+    return out
 
 
 def image_problem(folder: Path, name: str) -> str | None:

@@ -1,7 +1,8 @@
 """The package's own errors: raised on purpose, about something a user can fix (a file, a setting, a run folder).
 
-The command line prints a ``DeepPoseError`` as one line and exits with status 2. Anything else (a plain
-``ValueError`` from numpy, an ``AssertionError``) is a bug in the package and keeps its traceback.
+The command line prints a ``DeepPoseError`` as one line and exits with status 2, and so an ``OSError`` (the
+machine refusing: a full disk, a read-only folder). Anything else (a plain ``ValueError`` from numpy, an
+``AssertionError``) is a bug in the package and keeps its traceback.
 """
 
 from __future__ import annotations

@@ -270,8 +270,8 @@ def evaluate_run(run_dir: Path | str, data: str | None = None, out: Path | str |
     run_dir = Path(run_dir)
     meta = read_run(run_dir)
     profile = Profile.from_dict(meta["profile"])
-    out = writable_folder(out if out is not None else run_dir / "report", "report folder")
     cascade = load_cascade(run_dir, stages, compile, flip_test, device)
+    out = writable_folder(out if out is not None else run_dir / "report", "report folder")  # before any inference
     splits = load_data(data or meta["data"], profile, log)
     tic = time.perf_counter()
     splits.test.decode_all()  # first, so the inference figure is the cascade's alone
@@ -286,7 +286,8 @@ def evaluate_run(run_dir: Path | str, data: str | None = None, out: Path | str |
                    "inference_ms_per_image": 1000 * seconds / len(preds[0]),  # with --compile: compiling included
                    "compile": compile}
     results = write_report(out, preds, splits.test, report_meta, baseline_preds=baseline)
-    log(f"report written to {out}/ (report.md, report.json, pdj.png, best_worst.png, predictions.npz)")
+    log(f"report written to {out}/ (report.md, report.json, pdj.png, best_worst.png, time_to_accuracy.png, "
+        "predictions.npz)")
     return results
 
 

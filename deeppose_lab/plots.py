@@ -118,7 +118,7 @@ def pdj(results: dict, baseline: dict | None = None, baseline_name: str = "mean 
 
 def time_to_accuracy(stages: dict) -> Figure | None:
     """Dev-split PCP against training minutes, one colour per stage (run.json's ``stages``); None without a curve."""
-    points = rundir.time_to_accuracy(stages)
+    points = rundir.dev_points(stages)
     if not points:
         return None
     fig, axes = new_figure(6, 3.5, dpi=100)

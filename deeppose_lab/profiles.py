@@ -78,8 +78,7 @@ class StageRecipe:
 
     def network(self) -> dict[str, Any]:
         """The ``DeepPoseNet`` arguments of this recipe."""
-        return {"input_size": self.input_size, "width": self.width, "dropout": self.dropout, "lrn": self.lrn,
-                "batchnorm": self.batchnorm}
+        return {name: getattr(self, name) for name in NETWORK_FIELDS}
 
     def model_config(self) -> dict[str, Any]:
         """The ``DeepPoseNet.config`` a network built from this recipe has (what its checkpoint records)."""
@@ -184,7 +183,7 @@ class Profile:
             if not has_type(value, expected):
                 raise ConfigError(f"profile field {key} must be a {expected.__name__}, got {value!r}")
         profile = Profile(**d)
-        validate(profile)
+        validate(profile, stored=True)
         return profile
 
 
@@ -311,8 +310,11 @@ def convert(key: str, text: str, current: object) -> object:
         raise ConfigError(f"{key} must be a {type(current).__name__}, got {text!r}") from None
 
 
-def validate(p: Profile) -> None:
-    """Refuse sizes and rates that would only fail later, deep inside a training run."""
+def validate(p: Profile, stored: bool = False) -> None:
+    """Refuse sizes and rates that would only fail later, deep inside a training run.
+
+    ``stored``: a profile read from a run.json, which may come from a version that allowed 0 epochs; it still loads
+    (its stages are already trained or not), but a new command cannot ask for 0 epochs."""
     values = {f.name: getattr(p, f.name) for f in dataclasses.fields(p)}
     for recipe in RECIPES:
         values.update({f"{recipe}.{k}": v for k, v in dataclasses.asdict(values.pop(recipe)).items()})
@@ -324,7 +326,7 @@ def validate(p: Profile) -> None:
         if not values[key] > 0:
             raise ConfigError(f"profile field {key} must be positive, got {values[key]!r}")
     for key in [f"{r}.epochs" for r in RECIPES]:
-        if values[key] < 1:  # 0 would leave that stage untrained while the next stages train on top of it
+        if values[key] < (0 if stored else 1):  # 0: that stage untrained, the next stages trained on top of it
             raise ConfigError(f"profile field {key} must be at least 1 (a stage trained for 0 epochs is an "
                               f"untrained network), got {values[key]!r}")
     per_recipe = [f"{r}.weight_decay" for r in RECIPES]

@@ -26,8 +26,9 @@ import torch
 from .atomic import writable_folder, write_text
 from .checkpoint import CheckpointError, load_checkpoint
 from .distributed import is_main, mean_over_ranks
-from .errors import RunError
+from .errors import DeepPoseError, RunError
 from .profiles import Profile
+from .splits import resolve_data
 
 Log = Callable[[str], None]
 
@@ -103,12 +104,13 @@ def start_run(run_dir: Path, profile: Profile, data: str) -> dict[str, Any]:
     if (run_dir / "run.json").exists() and (trained or readable_run(run_dir)):
         old = read_run(run_dir)
         before = flat_fields(Profile.from_dict(old["profile"]).to_dict())
-        if before == flat_fields(meta["profile"]) and old["data"] == data:
+        same_data = old["data"] == data or resolve_data(old["data"]) == data  # a folder recorded relative, before
+        if before == flat_fields(meta["profile"]) and same_data:
             return old
         if trained:
             now = flat_fields(meta["profile"])
             changed = sorted(k for k in now if before.get(k) != now[k])
-            data_note = f"data {old['data']!r} now {data!r}, " if old["data"] != data else ""
+            data_note = "" if same_data else f"data {old['data']!r} now {data!r}, "
             raise RunError(f"{run_dir}: this run was trained with other settings ({data_note}changed fields "
                            f"{changed}); resume with the same ones, or choose another --out for these")
         # nothing was trained under the old settings (a command that failed early): the corrected one starts over
@@ -141,7 +143,7 @@ def agreed_start(run_dir: Path, profile: Profile, data: str) -> dict[str, Any]:
     if is_main():
         try:
             meta = start_run(run_dir, profile, data)
-        except RunError as exc:
+        except (DeepPoseError, OSError) as exc:  # every rank must still reach the collective below
             error = exc
     if float(mean_over_ranks(torch.tensor(0.0 if error is None else 1.0))) > 0:
         raise error or RunError(f"{run_dir}: rank 0 refused this run directory")
@@ -192,7 +194,7 @@ def dev_curve(history: list[dict]) -> list[list[float]]:
     return curve
 
 
-def time_to_accuracy(stages: dict) -> list[tuple[int, float, float, float]]:
+def dev_points(stages: dict) -> list[tuple[int, float, float, float]]:
     """(stage, training minutes since the cascade started, dev strict PCP, dev loose PCP) per validation pass,
     from run.json's per-stage ``dev_curve``; a stage's minutes start where the previous stage's training ended."""
     points, start = [], 0.0

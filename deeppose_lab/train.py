@@ -39,7 +39,7 @@ class TrainingDiverged(DeepPoseError, RuntimeError):
 @dataclass(frozen=True)
 class FitSettings:
     """How ``fit`` trains one stage: the stage's recipe (its optimisation; the network is already built) and the
-    run-wide seed, validation interval and number formats (``Profile.fit_settings``)."""
+    run-wide seed, validation interval and number formats (``pipeline.fit_settings``)."""
 
     recipe: StageRecipe
     seed: int = 0
@@ -234,9 +234,12 @@ def run_epoch(model: nn.Module, optimizer: torch.optim.Optimizer, train: CropSou
 
 
 def check_finite(loss: torch.Tensor, stage: int, epoch: int, first: int, step: int, checkpoint: Path) -> None:
-    """Stop loudly when the summed loss of batches ``first``..``step`` (0-based) is NaN or infinite."""
+    """Stop loudly when the summed loss of batches ``first``..``step`` (0-based) is NaN or infinite.
+
+    The model in memory may have taken those steps on a bad loss; the checkpoint on disk is the last good epoch's."""
     if not torch.isfinite(loss):
         kept = f"the last good checkpoint {checkpoint} is kept" if checkpoint.exists() else "no checkpoint was written"
         where = f"batch {step + 1}" if first == step else f"batches {first + 1}-{step + 1}"
         raise TrainingDiverged(f"stage {stage}, epoch {epoch + 1}, {where}: the loss is {loss.item()}; "
-                               f"training stopped and {kept}. Try a lower learning rate (--set lr=...).")
+                               f"training stopped and {kept}. Try a lower learning rate (--set "
+                               f"{'stage1' if stage == 1 else 'refiner'}.lr=...).")

@@ -109,7 +109,7 @@ def test_refiners_learn_from_a_fixed_subset_when_asked(lsp_and_lspet):
 
 def test_time_to_accuracy_chains_the_stages_minutes():
     from deeppose_lab.plots import time_to_accuracy as figure
-    from deeppose_lab.rundir import time_to_accuracy
+    from deeppose_lab.rundir import dev_points as time_to_accuracy
 
     history = [{"seconds": 30.0}, {"seconds": 30.0, "dev_strict_pcp": 0.1, "dev_loose_pcp": 0.2},
                {"seconds": 60.0, "dev_strict_pcp": 0.15, "dev_loose_pcp": 0.25}]

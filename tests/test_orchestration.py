@@ -95,3 +95,31 @@ def test_a_device_that_is_not_there_is_refused_before_any_work(tmp_path, capsys)
         cli.main(["evaluate", str(run_dir), "--device", "cuda"])
     assert exit_.value.code == 2 and "no CUDA GPU is available here" in capsys.readouterr().err
     assert not (run_dir / "report").exists()
+
+
+def test_a_run_folder_recorded_relative_before_resumes_after(tmp_path, monkeypatch):
+    """Runs from before stored a --data folder as typed; resolving it now must not refuse the same command."""
+    from deeppose_lab.splits import resolve_data
+
+    (tmp_path / "mine").mkdir()
+    monkeypatch.chdir(tmp_path)
+    run = fake_run(tmp_path / "run")
+    meta = json.loads((run / "run.json").read_text())
+    meta["data"] = "mine"
+    (run / "run.json").write_text(json.dumps(meta))
+    profile = Profile.from_dict(meta["profile"])
+    assert rundir.start_run(run, profile, resolve_data("mine"))["data"] == "mine"
+
+
+def test_a_stored_profile_with_zero_epochs_still_loads_but_a_new_command_cannot_ask_for_it():
+    stored = {**get_profile("smoke").to_dict(), "refiner": {**get_profile("smoke").refiner.__dict__, "epochs": 0}}
+    assert Profile.from_dict(stored).refiner.epochs == 0
+    with pytest.raises(errors.ConfigError, match="at least 1"):
+        get_profile("smoke", refine_epochs="0")
+
+
+@pytest.mark.parametrize("device", ["meta", "cpu:3", "mps"])
+def test_devices_the_networks_cannot_run_on_are_refused(tmp_path, capsys, device):
+    with pytest.raises(SystemExit) as exit_:
+        cli.main(["evaluate", str(fake_run(tmp_path / "run")), "--device", device])
+    assert exit_.value.code == 2 and "run on cpu or cuda" in capsys.readouterr().err

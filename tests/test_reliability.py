@@ -352,3 +352,12 @@ def test_a_mutated_run_folder_gives_one_line_or_the_intended_result(pristine, tm
 TEST_TIME_CHOICES = {("profile", "flip_test"), ("profile", "bf16")}
 # ... and fields that choose the test images (the synthetic people are drawn from the seed): other data, other numbers.
 DATA_CHOICES = {("profile", "seed")}
+
+
+def test_a_digest_over_weights_that_are_not_tensors_is_refused_not_a_traceback(tmp_path, capsys):
+    run = fake_run(tmp_path / "run")
+    ckpt = torch.load(run / "stage1.pt", weights_only=True)
+    ckpt["model"] = {"a": 1}  # not names → tensors, but carrying a digest
+    torch.save(ckpt, run / "stage1.pt")
+    err = one_line_error(capsys, ["evaluate", str(run)])
+    assert "stage1.pt" in err and "digest" in err
