@@ -42,8 +42,13 @@ def save(fig: Figure, path: Path | str) -> None:
     atomic.write_with(path, lambda fh: fig.savefig(fh, format="png"))
 
 
-def history(history: Sequence[dict], title: str = "training loss") -> Figure:
-    """Training (and validation, where measured) loss per epoch from a checkpoint's ``history``.
+LOSS_LABELS = {"l2": r"loss $\sum_i \Vert\psi_i - N(\mathbf{y}_i)\Vert_2^2$",
+               "l1": r"loss $\sum_i \Vert\psi_i - N(\mathbf{y}_i)\Vert_1$"}
+
+
+def history(history: Sequence[dict], title: str = "training loss", loss: str = "l2") -> Figure:
+    """Training (and validation, where measured) loss per epoch from a checkpoint's ``history``; ``loss`` (the
+    recipe's, ``l2`` or ``l1``) names the y axis.
 
     Introduced in ``notebooks/04_stage1.ipynb``.
     """
@@ -56,7 +61,7 @@ def history(history: Sequence[dict], title: str = "training loss") -> Figure:
         ax.plot(*zip(*val, strict=True), "s--", label="validation (no augmentation)")
     ax.set_xlabel("epoch")
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    ax.set_ylabel(r"loss $\sum_i \Vert\psi_i - N(\mathbf{y}_i)\Vert^2$")
+    ax.set_ylabel(LOSS_LABELS[loss])
     ax.set_title(title)
     ax.grid(alpha=0.3)
     ax.legend()
