@@ -174,14 +174,7 @@ class Profile:
         for recipe in RECIPES:
             if isinstance(d.get(recipe), dict):
                 d[recipe] = recipe_from_dict(recipe, d[recipe], getattr(defaults, recipe))
-        known = {f.name for f in dataclasses.fields(Profile)}
-        unknown = sorted(set(d) - known)
-        if unknown:
-            raise ConfigError(f"unknown profile fields {unknown}")
-        for key, value in d.items():  # a hand-edited or foreign run.json: wrong types fail here, not mid-run
-            expected = type(getattr(defaults, key))
-            if not has_type(value, expected):
-                raise ConfigError(f"profile field {key} must be a {expected.__name__}, got {value!r}")
+        check_fields(d, defaults)
         profile = Profile(**d)
         validate(profile, stored=True)
         return profile
@@ -209,15 +202,21 @@ def nest_legacy_fields(d: dict) -> dict:
 
 def recipe_from_dict(name: str, d: dict, default: StageRecipe) -> StageRecipe:
     """One recipe from JSON, every field type-checked; missing fields keep ``default``'s values."""
-    known = {f.name for f in dataclasses.fields(StageRecipe)}
+    check_fields(d, default, f"{name}.")
+    return dataclasses.replace(default, **d)
+
+
+def check_fields(d: dict, default: object, prefix: str = "") -> None:
+    """Every key of ``d`` a field of ``default``'s dataclass, of that field's type: a hand-edited or foreign
+    run.json fails here, not mid-run."""
+    known = {f.name for f in dataclasses.fields(default)}
     unknown = sorted(set(d) - known)
     if unknown:
-        raise ConfigError(f"unknown profile fields {[f'{name}.{k}' for k in unknown]}")
+        raise ConfigError(f"unknown profile fields {[prefix + k for k in unknown]}")
     for key, value in d.items():
         expected = type(getattr(default, key))
         if not has_type(value, expected):
-            raise ConfigError(f"profile field {name}.{key} must be a {expected.__name__}, got {value!r}")
-    return dataclasses.replace(default, **d)
+            raise ConfigError(f"profile field {prefix}{key} must be a {expected.__name__}, got {value!r}")
 
 
 def has_type(value: object, expected: type) -> bool:

@@ -101,8 +101,8 @@ def start_run(run_dir: Path, profile: Profile, data: str) -> dict[str, Any]:
     A folder with no stage file yet (a command that failed before training anything) takes the new settings."""
     meta = {"profile": profile.to_dict(), "data": data, "stages": {}}
     trained = any(run_dir.glob("stage*.pt"))
-    if (run_dir / "run.json").exists() and (trained or readable_run(run_dir)):
-        old = read_run(run_dir)
+    old = existing_run(run_dir, trained)
+    if old is not None:
         before = flat_fields(Profile.from_dict(old["profile"]).to_dict())
         same_data = old["data"] == data or resolve_data(old["data"]) == data  # a folder recorded relative, before
         if before == flat_fields(meta["profile"]) and same_data:
@@ -118,12 +118,17 @@ def start_run(run_dir: Path, profile: Profile, data: str) -> dict[str, Any]:
     return meta
 
 
-def readable_run(run_dir: Path) -> bool:
+def existing_run(run_dir: Path, trained: bool) -> dict[str, Any] | None:
+    """The folder's run.json, or None where there is none, or where it is unreadable and nothing was trained
+    under it (that command failed early; the corrected one may start over)."""
+    if not (run_dir / "run.json").exists():
+        return None
     try:
-        read_run(run_dir)
+        return read_run(run_dir)
     except RunError:
-        return False
-    return True
+        if trained:
+            raise
+        return None
 
 
 def flat_fields(profile: dict[str, Any], prefix: str = "") -> dict[str, Any]:
