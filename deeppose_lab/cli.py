@@ -106,11 +106,25 @@ def cmd_predict(args: argparse.Namespace) -> None:
 
 
 def cmd_download(args: argparse.Namespace) -> None:
+    """Install a data set (verified before it is renamed into place), or ``--verify`` folders already there."""
+    from . import download
     from .datasets import data_root
-    from .download import download_dataset
 
     root = Path(args.root) if args.root else data_root()
-    folder = download_dataset(args.name, root, mirrors=args.mirror or None, sha256=args.sha256)
+    progress = not args.quiet
+    if args.verify:
+        if args.sources or args.sha256:
+            raise ConfigError("--verify checks folders already in place; --from, --mirror and --sha256 are for "
+                              "downloads")
+        checked = [download.verify_folder(args.name, root, progress)] if args.name else \
+            download.verify_root(root, progress)
+        for verified in checked:
+            print(verified.describe())
+        return
+    if not args.name:
+        raise ConfigError("name the data set to download (lsp or lspet), or pass --verify to check folders in place")
+    folder = download.download_dataset(args.name, root, mirrors=args.sources or None, sha256=args.sha256,
+                                       timeout=args.stall_timeout, deadline=args.deadline, progress=progress)
     print(f"{args.name} is ready in {folder}")
 
 
@@ -192,11 +206,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", type=parse_device, default=None, help=DEVICE_HELP)
     p.set_defaults(func=cmd_predict)
 
-    p = sub.add_parser("download", help="fetch and verify LSP or LSP-extended")
-    p.add_argument("name", choices=["lsp", "lspet"])
+    p = sub.add_parser("download", help="fetch and verify LSP or LSP-extended, or --verify folders in place")
+    p.add_argument("name", nargs="?", choices=["lsp", "lspet"],
+                   help="the data set (with --verify: default every one present)")
     p.add_argument("--root", default=None, help="data root (default $DEEPPOSE_DATA or data/)")
-    p.add_argument("--mirror", action="append", help="try this URL instead of the known mirrors")
-    p.add_argument("--sha256", default=None, help="expected SHA-256 of the archive")
+    p.add_argument("--from", dest="sources", action="append", metavar="FILE_OR_URL",
+                   help="install from this archive (a local file, used in place, or an http(s) URL) instead of the "
+                        "known mirrors (repeatable: tried in turn)")
+    p.add_argument("--mirror", dest="sources", action="append", metavar="URL", help="the same as --from")
+    p.add_argument("--sha256", default=None, help="expected SHA-256 of the archive (optional: the unpacked files "
+                                                  "are always verified)")
+    p.add_argument("--stall-timeout", type=float, default=30.0, metavar="SECONDS",
+                   help="give up on a mirror after this long without a byte (default 30)")
+    p.add_argument("--deadline", type=float, default=None, metavar="SECONDS",
+                   help="give up on a mirror still downloading after this long (default 1800 for lsp, 7200 for lspet)")
+    p.add_argument("--verify", action="store_true",
+                   help="check folders already under --root against the published digests, changing nothing")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=cmd_download)
 
     p = sub.add_parser("profiles", help="list the profiles, or show one")
