@@ -22,6 +22,10 @@ Choices the paper leaves open, made here and why:
   (non-persistent buffers, so state dicts hold only learned weights), which also makes torchvision's ImageNet
   weights drop in.
 
+ImageNet start: ``pretrained_alexnet`` loads torchvision's AlexNet file by key name into ``torchvision_layout``
+(a recipe's ``init``, ``profiles.StageRecipe``); ``imagenet_weights_file`` finds that file in torch hub's cache or
+downloads it there with torch hub's own hash check, all without importing torchvision.
+
 Output layout: (B, 2k) as x0, y0, x1, y1, …; ``to_joints`` reshapes it to (B, k, 2).
 """
 
@@ -29,11 +33,16 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import http.client
 import inspect
+import os
+import sys
 from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.error import URLError
+from urllib.parse import urlparse
 
 import torch
 from torch import Tensor, nn
@@ -394,14 +403,35 @@ TORCHVISION_NAMES = {
 TORCHVISION_DROPPED = ("classifier.6.weight", "classifier.6.bias")  # the 1000-class layer, replaced by fc8
 
 
+TORCHVISION_LAYOUT: dict[str, object] = dict(  # the DeepPoseNet arguments of torchvision's AlexNet, but for the head
+    width=1.0, lrn=False, channels=TORCHVISION_CHANNELS, hidden=4096, conv1_padding=2, ceil_pool=False,
+    adaptive_pool=6, batchnorm=False,
+)
+# torchvision's AlexNet_Weights.IMAGENET1K_V1; "7be5be79" is the start of the file's SHA-256, which torch hub checks
+IMAGENET_URL = "https://download.pytorch.org/models/alexnet-owt-7be5be79.pth"
+IMAGENET_URL_ENV = "DEEPPOSE_IMAGENET_URL"  # another address for the same file (a mirror; the tests' local server)
+TORCHVISION_MIN_INPUT = 63  # floor pooling: 63 px → 15 → 7 → 3 → 1 after pool5; at 62 px nothing is left (tested)
+
+
 def torchvision_layout(num_joints: int = 14, dropout: float = 0.5, input_size: int = 224) -> DeepPoseNet:
     """DeepPoseNet shaped like torchvision's AlexNet (no LRN, 64-192-384-256-256, floor pooling, 6×6 avg pool).
 
     At 224 px the average pool is the identity; at 220 px (the paper's size) it resamples 5×5 to 6×6, so the
     ImageNet F weights still fit.
     """
-    return DeepPoseNet(num_joints=num_joints, input_size=input_size, width=1.0, dropout=dropout, lrn=False,
-                       channels=TORCHVISION_CHANNELS, hidden=4096, conv1_padding=2, ceil_pool=False, adaptive_pool=6)
+    return DeepPoseNet.from_config(torchvision_config(num_joints, dropout, input_size))
+
+
+def torchvision_config(num_joints: int = 14, dropout: float = 0.5, input_size: int = 224) -> dict[str, object]:
+    """The ``DeepPoseNet.config`` of ``torchvision_layout``."""
+    return {"num_joints": num_joints, "input_size": input_size, "dropout": dropout, **TORCHVISION_LAYOUT}
+
+
+def is_torchvision_layout(config: Mapping[str, object]) -> bool:
+    """Whether a ``DeepPoseNet.config`` has torchvision's AlexNet trunk and hidden layers (so its weights fit)."""
+    channels = config.get("channels")
+    normalised = {**config, "channels": tuple(channels) if isinstance(channels, list | tuple) else channels}
+    return all(normalised.get(k) == v for k, v in TORCHVISION_LAYOUT.items())
 
 
 def read_state_dict(path: str | Path) -> dict[str, Tensor]:
@@ -435,17 +465,77 @@ def map_torchvision_keys(state: Mapping[str, Tensor], ours: Mapping[str, Tensor]
     return {key: state[tv_key] for tv_key, key in expected.items()}
 
 
+def pretrained_alexnet(path: str | Path, config: Mapping[str, object]) -> DeepPoseNet:
+    """A ``DeepPoseNet`` of ``config`` (torchvision's layout) with every conv and hidden F weight loaded by name from
+    torchvision's AlexNet file, and a fresh 2k output layer (``init_weights``'s, as a random start has).
+
+    The file is checked against the shapes first, so a wrong one fails before 57 M parameters are initialised."""
+    if not is_torchvision_layout(config):
+        raise ValueError(f"ImageNet weights need torchvision's layout {TORCHVISION_LAYOUT}, got {dict(config)}")
+    state = read_state_dict(path)
+    with torch.device("meta"):  # shapes only
+        template = DeepPoseNet.from_config(config)
+    mapped = map_torchvision_keys(state, template.state_dict(), path)
+    model = DeepPoseNet.from_config(config)
+    result = model.load_state_dict(mapped, strict=False)
+    assert set(result.missing_keys) == {"head.fc8.weight", "head.fc8.bias"}, result
+    return model
+
+
 def load_torchvision_alexnet(path: str | Path, num_joints: int = 14, dropout: float = 0.5,
                              input_size: int = 224) -> DeepPoseNet:
     """``torchvision_layout`` with ImageNet conv/F weights from torchvision's file and a fresh 2k output layer.
 
     Reads the file torchvision downloads (e.g. ``alexnet-owt-7be5be79.pth``) without importing torchvision.
     """
-    state = read_state_dict(path)
-    with torch.device("meta"):  # shapes only, so a wrong file fails before 57 M parameters are initialised
-        template = torchvision_layout(num_joints=num_joints, dropout=dropout, input_size=input_size)
-    mapped = map_torchvision_keys(state, template.state_dict(), path)
-    model = torchvision_layout(num_joints=num_joints, dropout=dropout, input_size=input_size)
-    result = model.load_state_dict(mapped, strict=False)
-    assert set(result.missing_keys) == {"head.fc8.weight", "head.fc8.bias"}, result
-    return model
+    return pretrained_alexnet(path, torchvision_config(num_joints, dropout, input_size))
+
+
+def weights_file(init: str, progress: bool = True) -> Path:
+    """The torchvision AlexNet file a recipe's ``init`` names: torch hub's ImageNet one, or the given path."""
+    return imagenet_weights_file(progress=progress) if init == "imagenet" else Path(init).expanduser()
+
+
+def imagenet_url() -> str:
+    """Where torchvision's ImageNet AlexNet is downloaded from: ``$DEEPPOSE_IMAGENET_URL``, else ``IMAGENET_URL``."""
+    return os.environ.get(IMAGENET_URL_ENV) or IMAGENET_URL
+
+
+def hub_cache_path(url: str) -> Path:
+    """Where torch hub keeps ``url``'s file (``torch.hub.get_dir()/checkpoints``: ``$TORCH_HOME/hub/checkpoints``,
+    by default ``~/.cache/torch/hub/checkpoints``), so a file torchvision or torch hub fetched before is found."""
+    return Path(torch.hub.get_dir()) / "checkpoints" / Path(urlparse(url).path).name
+
+
+def imagenet_weights_file(url: str | None = None, progress: bool = True) -> Path:
+    """torchvision's ImageNet AlexNet file in torch hub's cache, downloaded there (hash-checked) when absent."""
+    url = url or imagenet_url()
+    cached = hub_cache_path(url)
+    if not cached.is_file():
+        download_checked(url, cached, progress)
+    return cached
+
+
+def download_checked(url: str, dst: Path, progress: bool) -> None:
+    """``torch.hub.download_url_to_file`` checked against the SHA-256 prefix in the file's name (what torch hub's
+    ``check_hash`` does); it writes a temporary file first, so a refused or broken download leaves nothing at ``dst``.
+    """
+    match = torch.hub.HASH_REGEX.search(dst.name)
+    if match is None or not match.group(1):
+        raise DataError(url, f"the file name {dst.name!r} carries no SHA-256 prefix (as in alexnet-owt-7be5be79.pth), "
+                             "so the download could not be checked")
+    prefix = match.group(1)
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    print(f"downloading torchvision's ImageNet AlexNet weights from {url} to {dst}", file=sys.stderr)
+    try:
+        torch.hub.download_url_to_file(url, str(dst), hash_prefix=prefix, progress=progress)
+    except RuntimeError as err:
+        if "invalid hash value" not in str(err):
+            raise
+        raise DataError(url, f"download refused: the file's SHA-256 does not start with {prefix}, as its name "
+                             f"{dst.name} says ({err}); nothing was saved") from None
+    except (URLError, http.client.HTTPException, ConnectionError, TimeoutError) as err:
+        reason = getattr(err, "reason", None) or err
+        raise DataError(dst, f"torchvision's ImageNet AlexNet weights are not there, and downloading them from {url} "
+                             f"failed ({reason}); without a network, fetch that file on another machine and copy it "
+                             f"to this path, or give its path: --set stage1.init=/path/to/{dst.name}") from None

@@ -40,6 +40,10 @@ numbers).
 
 Loss masking: ``mask_hidden`` drops hidden joints from the loss. LSP labels its occluded joints with
 plausible positions, but LSP-extended's unannotated joints can lie anywhere, so every profile masks them.
+
+ImageNet start: every preset starts from random weights; ``--profile paper --set stage1.init=imagenet --set
+stage1.lrn=false`` starts stage 1 from torchvision's ImageNet AlexNet instead (``StageRecipe`` says what it
+changes and what it should buy).
 """
 
 from __future__ import annotations
@@ -49,17 +53,30 @@ import inspect
 import math
 import os
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from .errors import ConfigError
 from .geometry import Augmentation
-from .model import DeepPoseNet
+from .model import TORCHVISION_LAYOUT, TORCHVISION_MIN_INPUT, DeepPoseNet, pretrained_alexnet, weights_file
 
 
 @dataclass(frozen=True)
 class StageRecipe:
     """What one stage trains: its network and its optimisation. A profile holds two, ``stage1`` and ``refiner``
-    (every stage s ≥ 2 uses the same recipe, with its own weights)."""
+    (every stage s ≥ 2 uses the same recipe, with its own weights).
+
+    ``init`` is where the weights start. ``"random"`` (every preset): ``model.init_weights``. ``"imagenet"``:
+    torchvision's ImageNet AlexNet, read from torch hub's cache (``$TORCH_HOME/hub/checkpoints/``, by default
+    ``~/.cache/torch/hub/checkpoints/alexnet-owt-7be5be79.pth``) and downloaded there, hash-checked, when absent
+    (``model.imagenet_weights_file``); or the path of that file. Its conv and hidden F weights load by name, the
+    output layer starts fresh. Those weights have torchvision's layout (64-192-384-256-256 channels, floor pooling,
+    a 6×6 average pool, no LRN: ``model.torchvision_layout``), not the paper's 96-256-384-384-256 with LRN, so
+    ``network()`` describes that layout and the recipe must be full width (1.0) without LRN or BatchNorm. So it fits
+    the ``paper`` profile's stage 1 (``--profile paper --set stage1.init=imagenet --set stage1.lrn=false``), not
+    the classroom's half-width CPU network. What it should buy: asanakoy/deeppose_tf reports stage-1 strict PCP on
+    LSP (person crops) of 0.30 from random weights and 0.45 from ImageNet's; this package has not measured it.
+    """
 
     # network
     input_size: int = 112
@@ -67,6 +84,7 @@ class StageRecipe:
     dropout: float = 0.2
     lrn: bool = False
     batchnorm: bool = False  # BatchNorm after every convolution (not in the paper)
+    init: str = "random"  # "random", "imagenet" or a torchvision AlexNet .pth file: torchvision's layout (see above)
     # optimisation
     optimizer: str = "adam"  # "adagrad" (the paper's), "sgd" (momentum 0.9) or "adam" (AdamW)
     loss: str = "l1"  # "l2": the paper's squared error; "l1": absolute error
@@ -76,18 +94,32 @@ class StageRecipe:
     batch_size: int = 64
     epochs: int = 20
 
+    @property
+    def layout(self) -> str:
+        """"torchvision" when the weights start from torchvision's AlexNet (``init``), else "paper"."""
+        return "paper" if self.init == "random" else "torchvision"
+
     def network(self) -> dict[str, Any]:
-        """The ``DeepPoseNet`` arguments of this recipe."""
-        return {name: getattr(self, name) for name in NETWORK_FIELDS}
+        """The ``DeepPoseNet`` arguments of this recipe: with a pretrained ``init``, torchvision's layout."""
+        args = {name: getattr(self, name) for name in NETWORK_FIELDS}
+        if self.layout == "paper":
+            return args
+        check_init_network("", self)  # never a network other than the recipe says
+        return {**args, **TORCHVISION_LAYOUT}
 
     def model_config(self) -> dict[str, Any]:
         """The ``DeepPoseNet.config`` a network built from this recipe has (what its checkpoint records)."""
         defaults = {name: p.default for name, p in inspect.signature(DeepPoseNet).parameters.items()}
         return {**defaults, "channels": tuple(defaults["channels"]), **self.network()}
 
-    def build_model(self) -> DeepPoseNet:
-        """The network this stage trains, freshly initialised (the ONE place a profile becomes a network)."""
-        return DeepPoseNet(**self.network())
+    def build_model(self, pretrained: bool = True) -> DeepPoseNet:
+        """The network this stage trains, initialised as ``init`` says (the ONE place a profile becomes a network).
+
+        ``pretrained=False``: the same network with random weights, for a stage whose weights are replaced anyway
+        (a refiner with ``refine_init=previous``): no file to read or download."""
+        if self.init == "random" or not pretrained:
+            return DeepPoseNet(**self.network())
+        return pretrained_alexnet(weights_file(self.init), self.model_config())
 
 
 NETWORK_FIELDS = ("input_size", "width", "dropout", "lrn", "batchnorm")
@@ -333,20 +365,60 @@ def validate(p: Profile, stored: bool = False) -> None:
         if values[key] < 0:
             raise ConfigError(f"profile field {key} must not be negative, got {values[key]!r}")
     for recipe in RECIPES:
-        check_recipe(recipe, getattr(p, recipe))
+        check_recipe(recipe, getattr(p, recipe), stored)
     if p.refine_init not in ("previous", "scratch"):
         raise ConfigError(f"refine_init must be previous or scratch, got {p.refine_init!r}")
-    shape = ("input_size", "width", "lrn", "batchnorm")  # what decides the weights' shapes
-    if p.refine_init == "previous" and any(getattr(p.stage1, k) != getattr(p.refiner, k) for k in shape):
-        mine = {k: getattr(p.refiner, k) for k in shape}
-        theirs = {k: getattr(p.stage1, k) for k in shape}
-        raise ConfigError(f"refine_init=previous copies stage 1's weights, so the refiner's network must have stage "
-                          f"1's shape {theirs}, got {mine}; or set refine_init=scratch")
+    if p.refine_init == "previous":
+        check_refiner_fits_stage1(p)
     if p.train_box not in ("image", "person", "auto"):
         raise ConfigError(f"train_box must be image, person or auto, got {p.train_box!r}")
 
 
-def check_recipe(name: str, r: StageRecipe) -> None:
+def check_refiner_fits_stage1(p: Profile) -> None:
+    """With ``refine_init=previous`` the refiner starts as a copy of stage 1, so its weights must have their shapes."""
+    shape = ("input_size", "width", "lrn", "batchnorm", "layout")  # what decides the weights' shapes
+    if all(getattr(p.stage1, k) == getattr(p.refiner, k) for k in shape):
+        return
+    mine = {k: getattr(p.refiner, k) for k in shape}
+    theirs = {k: getattr(p.stage1, k) for k in shape}
+    hint = ""
+    if p.stage1.layout != p.refiner.layout:
+        hint = (f" (stage1.init={p.stage1.init!r}, refiner.init={p.refiner.init!r}: only an init other than random "
+                f"gives torchvision's layout; give the refiner stage 1's init, whose ImageNet weights are then "
+                f"replaced by stage 1's)")
+    raise ConfigError(f"refine_init=previous copies stage 1's weights, so the refiner's network must have stage "
+                      f"1's shape {theirs}, got {mine}{hint}; or set refine_init=scratch")
+
+
+def check_init_network(name: str, r: StageRecipe) -> None:
+    """A pretrained ``init`` brings torchvision's full-width layout: refuse recipe fields it cannot have, by name."""
+    prefix = f"{name}." if name else ""
+    wrong = {"width": (r.width != 1.0, "1.0"), "lrn": (r.lrn, "false"), "batchnorm": (r.batchnorm, "false")}
+    conflicts = [k for k, (bad, _) in wrong.items() if bad]
+    if conflicts:
+        have = ", ".join(f"{prefix}{k}={getattr(r, k)}" for k in conflicts)
+        fix = " ".join(f"{prefix}{k}={wrong[k][1]}" for k in conflicts)
+        raise ConfigError(f"{prefix}init={r.init} starts from torchvision's AlexNet weights, whose layout is full "
+                          f"width (64-192-384-256-256) without LRN or BatchNorm, but this recipe has {have}; set "
+                          f"{fix}, or {prefix}init=random (it fits the paper profile: --profile paper --set "
+                          "stage1.init=imagenet --set stage1.lrn=false)")
+
+
+def check_init(name: str, r: StageRecipe, stored: bool) -> None:
+    """``init``: random, imagenet or an existing file (a stored run.json's file may have moved since: not checked)."""
+    if r.init == "random":
+        return
+    check_init_network(name, r)
+    if r.init != "imagenet" and not stored and not Path(r.init).expanduser().is_file():
+        raise ConfigError(f"{name}.init must be random, imagenet or the path of torchvision's AlexNet weights file "
+                          f"(alexnet-owt-7be5be79.pth), got {r.init!r}, which is no file")
+    if r.input_size < TORCHVISION_MIN_INPUT:
+        raise ConfigError(f"{name}.input_size {r.input_size}: torchvision's AlexNet layout ({name}.init={r.init}) "
+                          f"needs at least {TORCHVISION_MIN_INPUT} px (its floor pooling leaves no feature map "
+                          "below); the paper profile's 220 fits")
+
+
+def check_recipe(name: str, r: StageRecipe, stored: bool = False) -> None:
     if r.input_size < 48:
         raise ConfigError(f"{name}.input_size {r.input_size}: input sizes below 48 px leave no feature map for the "
                           "AlexNet structure")
@@ -358,3 +430,4 @@ def check_recipe(name: str, r: StageRecipe) -> None:
         raise ConfigError(f"{name}.schedule must be cosine, step or constant, got {r.schedule!r}")
     if r.loss not in ("l2", "l1"):
         raise ConfigError(f"{name}.loss must be l2 or l1, got {r.loss!r}")
+    check_init(name, r, stored)
