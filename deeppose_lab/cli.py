@@ -16,6 +16,8 @@ from pathlib import Path
 import numpy as np
 
 from .errors import ConfigError, DeepPoseError
+from .framing import FRAMINGS
+from .pipeline import SPLITS
 from .profiles import PROFILES, get_profile
 
 # Errors the package raised on purpose (one line, exit 2); anything else is a bug and keeps its traceback.
@@ -79,7 +81,7 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
     from .report import markdown_table
 
     results = evaluate_run(args.run_dir, args.data, args.out, args.stages, compile=args.compile,
-                           flip_test=False if args.no_flip else None, device=args.device)
+                           flip_test=False if args.no_flip else None, device=args.device, split=args.split)
     print(markdown_table(results, results.get("baseline")))
 
 
@@ -100,8 +102,9 @@ def cmd_predict(args: argparse.Namespace) -> None:
     from .pipeline import predict_images
 
     box = parse_box(args.box) if args.box else None
-    written = predict_images(args.run_dir, [Path(p) for p in args.images], args.out, box, args.stages, args.compile,
-                             False if args.no_flip else None, device=args.device)
+    written = predict_images(args.run_dir, args.images, args.out, box, args.stages, args.compile,
+                             False if args.no_flip else None, device=args.device,
+                             framing="whole" if args.whole_image else args.framing)
     print(f"poses drawn and coordinates written to {written}/ (predictions.json, predictions.npz, *_pose.png)")
 
 
@@ -188,6 +191,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("evaluate", help="PCP/PDJ report of every stage on the test split")
     p.add_argument("run_dir")
     p.add_argument("--data", default=None, help="default: the data the run was trained on")
+    p.add_argument("--split", choices=SPLITS, default="auto",
+                   help="which images of --data to score: auto (the held-out test split of the data the run trained "
+                        "on, every image of data it never saw), test, dev, train or all")
     p.add_argument("--out", default=None, help="report folder (default RUN_DIR/report)")
     p.add_argument("--stages", type=int, default=None)
     p.add_argument("--compile", action="store_true", help=COMPILE_HELP)
@@ -197,8 +203,15 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("predict", help="run the cascade on your images, draw the pose, write coordinates")
     p.add_argument("run_dir")
-    p.add_argument("images", nargs="+")
-    p.add_argument("--box", default=None, help="x0,y0,x1,y1 person box in pixels (default: the whole image)")
+    p.add_argument("images", nargs="+", help="image files, folders of images, or globs such as 'photos/*.jpg'")
+    p.add_argument("--box", default=None, metavar="X0,Y0,X1,Y1",
+                   help="the person's box in pixels, the same for every image (default: found by --framing); "
+                        "a corner left of or above the image is negative: write --box=-20,10,300,400")
+    p.add_argument("--framing", choices=FRAMINGS, default="auto",
+                   help="how the person is found when no --box is given: auto (HOG people detector; the whole "
+                        "image re-framed by the cascade where it finds nobody), hog, hog+reframe, reframe, whole")
+    p.add_argument("--whole-image", action="store_true",
+                   help="the whole image is the person's box, as in LSP's test protocol (same as --framing whole)")
     p.add_argument("--out", default=None, help="output folder (default RUN_DIR/predict)")
     p.add_argument("--stages", type=int, default=None)
     p.add_argument("--compile", action="store_true", help=COMPILE_HELP)

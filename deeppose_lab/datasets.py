@@ -146,7 +146,10 @@ class Concat(PoseDataset):
 
 
 class ImageFiles(PoseDataset):
-    """Images on disk with labels from an annotation file."""
+    """Images on disk with labels from an annotation file (``unlabelled``: without, for prediction).
+
+    Introduced in ``notebooks/07_your_own_image.ipynb``.
+    """
 
     def __init__(self, name: str, paths: Sequence[Path], joints: np.ndarray, visible: np.ndarray,
                  file_offset: float, ids: Sequence[str] | None = None) -> None:

@@ -159,12 +159,12 @@ def _draw_skeleton(draw: ImageDraw.ImageDraw, joints: np.ndarray, visible: np.nd
 
 def _draw_boxes(draw: ImageDraw.ImageDraw, boxes: np.ndarray, scale: int, colors: Sequence[Color] | None,
                 width: int, size: tuple) -> None:
-    """Box outlines [cx, cy, w, h]; with one box per joint each takes its joint's colour."""
+    """Box outlines [cx, cy, w, h]; with as many colours as boxes (one box per joint) each takes its own."""
     boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
     for k, (cx, cy, w, h) in enumerate(boxes):
         if not np.isfinite([cx, cy, w, h]).all():
             continue
-        color = colors[k] if colors is not None and len(boxes) == NUM_JOINTS else BOX_COLOR
+        color = colors[k] if colors is not None and len(colors) == len(boxes) else BOX_COLOR
         corners = _to_draw(np.array([[cx - w / 2, cy - h / 2], [cx + w / 2, cy - h / 2],
                                      [cx + w / 2, cy + h / 2], [cx - w / 2, cy + h / 2]]), scale)
         for i in range(4):
@@ -201,6 +201,23 @@ def draw_pose(
         _draw_boxes(draw, boxes, int(scale), colors if color is None else [tuple(color)] * NUM_JOINTS,
                     max(1, width // 2), canvas.size)
     _draw_skeleton(draw, joints, vis, int(scale), colors, width, radius, canvas.size)
+    return np.asarray(canvas).copy()
+
+
+def draw_boxes(image: np.ndarray, boxes: Sequence[np.ndarray], colors: Sequence[Color], *, scale: int = 1,
+               thickness: int | None = None) -> np.ndarray:
+    """The image (upscaled ``scale``×) with box outlines [cx, cy, w, h] drawn on it, each in its own colour:
+    e.g. the whole-image, HOG and re-framed person boxes of ``framing.find_people``.
+
+    Introduced in ``notebooks/07_your_own_image.ipynb``.
+    """
+    if len(colors) < len(boxes):
+        raise ValueError(f"{len(boxes)} boxes but only {len(colors)} colours")
+    canvas = _to_canvas(image, scale)
+    width, _ = _sizes(canvas, thickness)
+    draw = ImageDraw.Draw(canvas)
+    for box, color in zip(boxes, colors, strict=False):
+        _draw_boxes(draw, np.asarray(box)[None], int(scale), [tuple(color)], width, canvas.size)
     return np.asarray(canvas).copy()
 
 

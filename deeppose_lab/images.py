@@ -6,6 +6,7 @@ surfacing a Pillow traceback.
 
 from __future__ import annotations
 
+import glob
 import os
 import struct
 import warnings
@@ -45,6 +46,31 @@ def to_rgb_array(img: Image.Image) -> np.ndarray:
         background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
         return np.asarray(Image.alpha_composite(background, rgba).convert("RGB"))
     return np.asarray(img.convert("RGB"))
+
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp")
+
+
+def image_paths(inputs: list[str] | list[Path]) -> list[Path]:
+    """The image files that command-line inputs name: a file as it is, a folder's images (sorted, not its
+    subfolders'), a glob such as ``photos/*.jpg`` or ``'photos/**/*.png'`` expanded here (quoted, the shell leaves
+    it to us). A folder or glob that names no image is an error that says so, not an empty, silent run."""
+    out: list[Path] = []
+    for item in map(str, inputs):
+        path = Path(item)
+        if path.is_dir():
+            found = sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+            if not found:
+                raise DataError(path, f"folder holds no image files ({', '.join(IMAGE_SUFFIXES)})")
+            out += found
+        elif glob.has_magic(item) and not path.exists():
+            found = sorted(Path(p) for p in glob.glob(item, recursive=True) if Path(p).is_file())
+            if not found:
+                raise DataError(item, "no file matches this pattern")
+            out += found
+        else:
+            out.append(path)
+    return out
 
 
 def check_image_path(path: Path) -> None:

@@ -19,14 +19,15 @@ import torch
 from torch import nn
 
 from .atomic import writable_folder, write_text
-from .cascade import Cascade, DisplacementStats, RefineCrops, diam_floor, diam_floors, displacement_stats
+from .cascade import Cascade, DisplacementStats, RefineCrops, diam_floors, displacement_stats
 from .checkpoint import CheckpointError, load_checkpoint
 from .crops import PersonCrops, inference_box, training_boxes
-from .datasets import ImageFiles, PoseDataset
+from .datasets import Concat, ImageFiles, PoseDataset
 from .distributed import default_device, is_main
 from .drawing import draw_pose, save_png
-from .errors import RunError
+from .errors import ConfigError, RunError
 from .geometry import Augmentation, cascade_boxes, denormalise, normalise
+from .images import image_paths
 from .metrics import pcp
 from .model import DeepPoseNet
 from .profiles import Profile
@@ -150,7 +151,7 @@ def train_refiner(run_dir: Path, profile: Profile, stage: int, previous: DeepPos
     """
     stats = displacement_stats(train_pose, train.joints, train.visible, profile.sigma, train_floor)
     torch.manual_seed(profile.seed + stage)
-    model = profile.refiner.build_model()
+    model = profile.refiner.build_model(pretrained=profile.refine_init != "previous")  # weights replaced below
     if profile.refine_init == "previous":
         model.load_state_dict(previous.state_dict())
     size = profile.refiner.input_size
@@ -219,6 +220,8 @@ def load_cascade(run_dir: Path | str, stages: int | None = None, compile: bool =
 
     ``flip_test`` overrides the run's test-time flip averaging (None keeps it). It is a test-time choice, so
     ``False`` (``--no-flip``) evaluates any run as the paper did, without mirrored crops, from half the crops.
+
+    Introduced in ``notebooks/07_your_own_image.ipynb``.
     """
     run_dir = Path(run_dir)
     profile = run_profile(run_dir)
@@ -256,10 +259,30 @@ def mean_pose_baseline(train: PoseDataset, test: PoseDataset, profile: Profile) 
     return np.stack([denormalise(mean, inference_box(s)) for s in test])
 
 
+SPLITS = ("auto", "test", "dev", "train", "all")
+
+
+def scored_images(splits: Splits, split: str, trained_on: bool) -> tuple[PoseDataset, str]:
+    """The images ``evaluate`` scores and a sentence that says which: ``auto`` is the held-out test split of the
+    data the run trained on, and every image of data it never saw (a 305-image folder is scored on 305, not 61)."""
+    if split not in SPLITS:
+        raise ConfigError(f"--split must be one of {', '.join(SPLITS)}, got {split!r}")
+    if split == "auto":
+        split = "test" if trained_on else "all"
+    parts = {"test": [splits.test], "dev": [splits.dev], "train": [splits.train],
+             "all": [splits.train, splits.dev, splits.test]}[split]
+    images = parts[0] if len(parts) == 1 else Concat(parts, name=f"{splits.name}-all")
+    seen = "data this run trained on" if trained_on else "data this run never trained on"
+    what = {"test": "the held-out test split", "dev": "the dev split (held out of training, used for choices)",
+            "train": "the training split (images the run learned from)", "all": "every image"}[split]
+    return images, f"{what} of {splits.name}: {len(images)} images, {seen}"
+
+
 def evaluate_run(run_dir: Path | str, data: str | None = None, out: Path | str | None = None,
                  stages: int | None = None, log: Log = print, compile: bool = False,
-                 flip_test: bool | None = None, device: Device = None) -> dict[str, Any]:
-    """Run every stage on the test split and write the report (JSON, markdown table, PDJ plot, best/worst).
+                 flip_test: bool | None = None, device: Device = None, split: str = "auto") -> dict[str, Any]:
+    """Run every stage on the images ``split`` names (``scored_images``) and write the report (JSON, markdown
+    table, PDJ plot, best/worst); the mean-pose row is always the run's own training poses.
 
     ``compile``, ``flip_test`` and ``device`` as in ``load_cascade``; the report records the flip averaging used.
 
@@ -272,56 +295,91 @@ def evaluate_run(run_dir: Path | str, data: str | None = None, out: Path | str |
     profile = Profile.from_dict(meta["profile"])
     cascade = load_cascade(run_dir, stages, compile, flip_test, device)
     out = writable_folder(out if out is not None else run_dir / "report", "report folder")  # before any inference
-    splits = load_data(data or meta["data"], profile, log)
+    once = profile.replace(lsp_repeats=1)  # a training image scored once, however often an epoch showed it
+    data = resolve_data(data or meta["data"])
+    splits = load_data(data, once, log)
+    trained_on = data == resolve_data(meta["data"])
+    images, scored = scored_images(splits, split, trained_on)
+    log(f"scoring {scored}")
     tic = time.perf_counter()
-    splits.test.decode_all()  # first, so the inference figure is the cascade's alone
+    images.decode_all()  # first, so the inference figure is the cascade's alone
     decoding = time.perf_counter() - tic
     tic = time.perf_counter()
-    preds = cascade.predict(splits.test)
+    preds = cascade.predict(images)
     seconds = time.perf_counter() - tic
-    baseline = mean_pose_baseline(splits.train, splits.test, profile)
-    report_meta = {"run": str(run_dir), "profile": profile.name, "data": splits.name, "stages": cascade.stages,
-                   "flip_test": cascade.flip_test, "training_seconds": meta.get("stages", {}),
+    own = splits if trained_on else load_data(meta["data"], once, lambda _: None)
+    baseline = mean_pose_baseline(own.train, images, profile)
+    report_meta = {"run": str(run_dir), "profile": profile.name, "data": splits.name, "scored": scored,
+                   "stages": cascade.stages, "flip_test": cascade.flip_test,
+                   "training_seconds": meta.get("stages", {}),
                    "decoding_ms_per_image": 1000 * decoding / len(preds[0]),
                    "inference_ms_per_image": 1000 * seconds / len(preds[0]),  # with --compile: compiling included
                    "compile": compile}
-    results = write_report(out, preds, splits.test, report_meta, baseline_preds=baseline)
+    results = write_report(out, preds, images, report_meta, baseline_preds=baseline)
     log(f"report written to {out}/ (report.md, report.json, pdj.png, best_worst.png, time_to_accuracy.png, "
         "predictions.npz)")
     return results
 
 
-def predict_images(run_dir: Path | str, paths: Sequence[Path], out: Path | str | None = None,
+def predict_images(run_dir: Path | str, paths: Sequence[Path | str], out: Path | str | None = None,
                    box: np.ndarray | None = None, stages: int | None = None, compile: bool = False,
-                   flip_test: bool | None = None, device: Device = None) -> Path:
-    """Predict every image (with ``box`` [cx, cy, w, h] or the whole image), draw and export; returns the folder.
+                   flip_test: bool | None = None, device: Device = None, framing: str = "auto") -> Path:
+    """Predict every image, draw and export; returns the folder. ``paths`` may name files, folders and globs.
 
+    The stage-1 box is ``box`` [cx, cy, w, h] when given (it must overlap every image), else found by ``framing``
+    (``framing.find_people``: ``auto`` a HOG person box, ``whole`` the whole image as LSP's protocol has it).
     Coordinates are written as the your-own-images annotation format has them (pixel centres at integers,
     top-left pixel (0, 0), as image viewers and OpenCV report them), so a prediction can be corrected by hand and
-    fed back as training data. ``compile``, ``flip_test`` and ``device`` as in ``load_cascade``.
+    fed back as training data; so is each image's box and how it was found. ``compile``, ``flip_test`` and
+    ``device`` as in ``load_cascade``.
 
     Introduced in ``notebooks/07_your_own_image.ipynb``.
     """
+    from .framing import find_people, given_boxes
     from .report import export_predictions
 
     read_run(Path(run_dir))  # a folder that is not a run is named as such, before anything is made in it
-    images = ImageFiles.unlabelled(paths)
+    images = ImageFiles.unlabelled(image_paths(list(paths)))
     images.decode_all()  # now, so a bad file is named before any work is done
+    if box is not None:
+        check_box_overlaps(box, images)
     out = writable_folder(out if out is not None else Path(run_dir) / "predict")
     cascade = load_cascade(run_dir, stages, compile, flip_test, device)
-    boxes = None if box is None else np.tile(box, (len(images), 1))
-    poses = cascade.predict(images, boxes)  # (S, N, 14, 2) internal pixels
+    found = (given_boxes(np.tile(box, (len(images), 1))) if box is not None
+             else find_people(cascade, images, run_profile(Path(run_dir)).box_margin, framing))
+    poses = cascade.predict(images, found.boxes)  # (S, N, 14, 2) internal pixels
+    floors = diam_floors(images, found.boxes)  # the boxes the last stage cropped
     records = []
     for n, path in enumerate(images.paths):
-        final = poses[-1, n]
-        floor = diam_floor(images[n], None if boxes is None else boxes[n])  # the boxes the last stage cropped
-        boxes_n = cascade_boxes(poses[-2, n], cascade.sigma, floor) if cascade.stages > 1 else None
-        save_png(out / f"{images.ids[n]}_pose.png", draw_pose(images.image(n), final, scale=2, boxes=boxes_n))
+        boxes_n = cascade_boxes(poses[-2, n], cascade.sigma, float(floors[n])) if cascade.stages > 1 else None
+        image = images.image(n)
+        scale = 2 if max(image.shape[:2]) <= 600 else 1  # small images drawn larger; a phone photo as it is
+        save_png(out / f"{images.ids[n]}_pose.png", draw_pose(image, poses[-1, n], scale=scale, boxes=boxes_n))
         file_units = to_file_units(poses[:, n], images.file_offset)
         records.append({"image": str(path), "joint_names": list(JOINT_NAMES),
                         "joints": file_units[-1].round(2).tolist(),
-                        "stages": file_units.round(2).tolist()})
-    write_text(out / "predictions.json", json.dumps({"convention": "pixel centres at integers, (0, 0) top-left",
-                                                    "predictions": records}, indent=1))
+                        "stages": file_units.round(2).tolist(),
+                        "box": box_corners(found.boxes[n]), "framing": found.methods[n]})
+    convention = ("joints: pixel centres at integers, (0, 0) top-left; box: x0, y0, x1, y1 of the stage-1 box, "
+                  "as --box takes it")
+    write_text(out / "predictions.json", json.dumps({"convention": convention, "predictions": records}, indent=1))
     export_predictions(out / "predictions.npz", images.ids, poses, images.file_offset)
     return out
+
+
+def check_box_overlaps(box: np.ndarray, images: ImageFiles) -> None:
+    """Refuse a user box that misses an image entirely: stage 1 would see only padding and still draw a pose."""
+    x0, y0, x1, y1 = box[0] - box[2] / 2, box[1] - box[3] / 2, box[0] + box[2] / 2, box[1] + box[3] / 2
+    for n, path in enumerate(images.paths):
+        h, w = images.image(n).shape[:2]
+        if x1 <= 0 or y1 <= 0 or x0 >= w or y0 >= h:
+            raise ConfigError(f"{path}: the box {x0:g},{y0:g},{x1:g},{y1:g} lies entirely outside this {w}x{h} "
+                              "image; give corners inside it (x0,y0 top-left, x1,y1 bottom-right, in pixels)")
+
+
+def box_corners(box: np.ndarray) -> list[float]:
+    """[x0, y0, x1, y1] of a box as ``--box`` takes it: pixel edges, (0, 0) the image's top-left corner.
+
+    Introduced in ``notebooks/07_your_own_image.ipynb``.
+    """
+    return np.round([box[0] - box[2] / 2, box[1] - box[3] / 2, box[0] + box[2] / 2, box[1] + box[3] / 2], 2).tolist()

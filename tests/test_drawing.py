@@ -217,3 +217,17 @@ def test_save_png_round_trip_and_leaves_no_temporary_files(tmp_path):
     drawing.save_png(path, img)
     assert np.array_equal(np.asarray(Image.open(path)), img)
     assert [p.name for p in path.parent.iterdir()] == ["pose.png"]
+
+
+def test_draw_boxes_outlines_each_box_in_its_own_colour():
+    from deeppose_lab.drawing import draw_boxes
+    from deeppose_lab.geometry import make_box
+
+    img = np.zeros((60, 80, 3), np.uint8)
+    out = draw_boxes(img, [make_box(20, 30, 20, 20), make_box(60, 30, 20, 20)], [(255, 0, 0), (0, 255, 0)],
+                     thickness=1)
+    assert out.shape == (60, 80, 3) and not img.any()  # the input is untouched
+    assert (out[19, 9:30] == (255, 0, 0)).all() and (out[19, 49:70] == (0, 255, 0)).all()  # top edges (y = 20 - 0.5)
+    assert not out[30, 20].any()  # inside stays as it was
+    with pytest.raises(ValueError, match="2 boxes but only 1 colours"):
+        draw_boxes(img, [make_box(1, 1, 1, 1)] * 2, [(1, 2, 3)])

@@ -237,10 +237,10 @@ def test_an_os_error_while_writing_is_one_line_naming_the_file(tmp_path, capsys,
     assert f"{run / 'report' / 'report.md'}: No space left on device" in err
 
 
-def test_a_folder_given_as_an_image_is_called_a_folder(tmp_path, capsys):
-    run = fake_run(tmp_path / "run")
+def test_a_folder_without_images_given_to_predict_is_named(tmp_path, capsys):
+    run = fake_run(tmp_path / "run")  # predict takes folders of images (tests/test_own_data.py); this one has none
     err = one_line_error(capsys, ["predict", str(run), str(tmp_path)])
-    assert "is a folder, not an image" in err
+    assert f"{tmp_path}: folder holds no image files" in err
 
 
 @pytest.mark.parametrize("command", ["evaluate", "download"])
