@@ -295,11 +295,13 @@ def evaluate_run(run_dir: Path | str, data: str | None = None, out: Path | str |
     profile = Profile.from_dict(meta["profile"])
     cascade = load_cascade(run_dir, stages, compile, flip_test, device)
     out = writable_folder(out if out is not None else run_dir / "report", "report folder")  # before any inference
-    once = profile.replace(lsp_repeats=1)  # a training image scored once, however often an epoch showed it
     data = resolve_data(data or meta["data"])
-    splits = load_data(data, once, log)
+    splits = load_data(data, profile, log)
     trained_on = data == resolve_data(meta["data"])
-    images, scored = scored_images(splits, split, trained_on)
+    once = splits  # scoring training images: each once, however often an epoch showed it (lsp_repeats)
+    if split in ("train", "all") and profile.lsp_repeats > 1:
+        once = load_data(data, profile.replace(lsp_repeats=1), lambda _: None)
+    images, scored = scored_images(once, split, trained_on)
     log(f"scoring {scored}")
     tic = time.perf_counter()
     images.decode_all()  # first, so the inference figure is the cascade's alone
@@ -307,8 +309,8 @@ def evaluate_run(run_dir: Path | str, data: str | None = None, out: Path | str |
     tic = time.perf_counter()
     preds = cascade.predict(images)
     seconds = time.perf_counter() - tic
-    own = splits if trained_on else load_data(meta["data"], once, lambda _: None)
-    baseline = mean_pose_baseline(own.train, images, profile)
+    own = splits if trained_on else load_data(meta["data"], profile, lambda _: None)
+    baseline = mean_pose_baseline(own.train, images, profile)  # the training poses as training weighed them
     report_meta = {"run": str(run_dir), "profile": profile.name, "data": splits.name, "scored": scored,
                    "stages": cascade.stages, "flip_test": cascade.flip_test,
                    "training_seconds": meta.get("stages", {}),
