@@ -184,7 +184,10 @@ class PoseViewer(widgets.VBox):
         self.title = title
         self.controls = controls
         self.render = render
-        self.image = widgets.Image(format="png", layout=widgets.Layout(width="auto"))
+        # At its drawn size: in the VBox's column flexbox an image stretches to the cell's width (a 140×320 picture
+        # was shown 964×2203, pixelated, its controls scrolled out of view); max_width keeps it inside a narrow cell.
+        self.image = widgets.Image(format="png", layout=widgets.Layout(align_self="flex-start", max_width="100%",
+                                                                       height="auto"))
         self.caption = widgets.HTML()
         self.array = np.zeros((1, 1, 3), np.uint8)
         self.state: dict[str, Any] = {}
@@ -206,6 +209,9 @@ class PoseViewer(widgets.VBox):
         if unknown:
             raise TypeError(f"{self.title}: unknown control(s) {unknown}; controls are {sorted(self.controls)}")
         self.array, text, self.state = self.render(**{**self.values(), **values})
+        width = f"{self.array.shape[1]}px"
+        if self.image.layout.width != width:
+            self.image.layout.width = width
         self.image.value = png_bytes(self.array)
         self.caption.value = text
         return self.array
@@ -219,8 +225,20 @@ class PoseViewer(widgets.VBox):
         if data is None:
             return None
         data["text/plain"] = f"{self.title} (an interactive widget: run the notebook to use it)"
-        data["image/jpeg"] = base64.b64encode(encode_image(self.array, "jpeg")).decode("ascii")
+        data["image/jpeg"] = base64.b64encode(encode_image(still_picture(self.array), "jpeg")).decode("ascii")
         return data
+
+
+STILL_NOTE = "A still picture: run the notebook to move the controls."
+
+
+def still_picture(picture: np.ndarray) -> np.ndarray:
+    """The picture a saved notebook shows where no widget runs, with a line under it that says it is static."""
+    height, width = picture.shape[:2]
+    canvas = Image.new("RGB", (max(width, 330), height + 18), BACKGROUND)
+    canvas.paste(Image.fromarray(np.ascontiguousarray(picture)), (0, 0))
+    ImageDraw.Draw(canvas).text((2, height + 3), STILL_NOTE, fill=(90, 90, 90))
+    return np.asarray(canvas)
 
 
 def slider(description: str, n: int, value: int = 0) -> widgets.IntSlider:

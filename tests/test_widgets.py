@@ -298,3 +298,19 @@ def test_widgets_survive_missing_predictions(people, trajectory):
     inspector = W.error_inspector(people, np.full_like(people.joints, np.nan))
     inspector.update(rank=3)
     assert "nan px" in inspector.caption.value
+
+
+def test_the_saved_still_says_it_is_static_and_the_live_picture_keeps_its_drawn_width(people):
+    import base64
+    import io
+
+    from PIL import Image
+
+    viewer = W.sample_browser(people)
+    still = np.asarray(Image.open(io.BytesIO(base64.b64decode(viewer._repr_mimebundle_()["image/jpeg"]))))
+    h, w = viewer.array.shape[:2]
+    assert still.shape[0] == h + 18 and still.shape[1] >= w  # a line of text under the picture
+    assert (still[h + 3:, :200] < 200).any()  # dark text on the white strip
+    assert viewer.image.layout.width == f"{w}px" and viewer.image.layout.align_self == "flex-start"
+    viewer.update(index=1)
+    assert viewer.image.layout.width == f"{viewer.array.shape[1]}px"
