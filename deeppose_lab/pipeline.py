@@ -8,6 +8,7 @@ evaluation and prediction take a ``device`` (default: the GPU when there is one,
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import time
 from collections.abc import Sequence
@@ -31,7 +32,17 @@ from .images import image_paths
 from .metrics import pcp
 from .model import DeepPoseNet
 from .profiles import Profile
-from .rundir import Log, agreed_start, read_run, record_stage, run_lock, run_profile, stage_path
+from .rundir import (
+    Log,
+    agreed_start,
+    read_run,
+    record_stage,
+    run_lock,
+    run_profile,
+    stage_complete,
+    stage_path,
+    stage_seconds,
+)
 from .sample import to_file_units
 from .skeleton import JOINT_NAMES
 from .splits import Splits, load_data, resolve_data
@@ -63,6 +74,12 @@ def train_run(run_dir: Path | str, profile: Profile, data: str = "auto", stages:
         meta = agreed_start(run_dir, profile, data)
         log(f"data {splits.name}: {len(splits.train)} training, {len(splits.dev)} dev (validation) and "
             f"{len(splits.test)} test images")
+        if all(stage_complete(run_dir, s) for s in range(1, stages + 1)):
+            # nothing to train: stage s's training poses are only needed to train stage s + 1
+            took = ", ".join(f"{seconds:.0f} s" for s, seconds in sorted(stage_seconds(run_dir).items()) if s <= stages)
+            log(f"{run_dir}: stages 1-{stages} are all trained ({took} of training, as run.json records); "
+                "loaded them, nothing recomputed")
+            return load_cascade(run_dir, stages)
         val = splits.dev.subset(range(min(profile.val_images, len(splits.dev))), "val")
         model1, history = train_stage1(run_dir, profile, splits.train, val, progress)
         record_stage(meta, run_dir, 1, history, log)
@@ -280,9 +297,13 @@ def scored_images(splits: Splits, split: str, trained_on: bool) -> tuple[PoseDat
 
 def evaluate_run(run_dir: Path | str, data: str | None = None, out: Path | str | None = None,
                  stages: int | None = None, log: Log = print, compile: bool = False,
-                 flip_test: bool | None = None, device: Device = None, split: str = "auto") -> dict[str, Any]:
+                 flip_test: bool | None = None, device: Device = None, split: str = "auto", reuse: bool = False
+                 ) -> dict[str, Any]:
     """Run every stage on the images ``split`` names (``scored_images``) and write the report (JSON, markdown
     table, PDJ plot, best/worst); the mean-pose row is always the run's own training poses.
+
+    ``reuse`` (the notebooks): a report already in ``out`` made from the same stage files, images, settings and
+    library code (``report_key``) is returned as it is, instead of computed again.
 
     ``compile``, ``flip_test`` and ``device`` as in ``load_cascade``; the report records the flip averaging used.
 
@@ -303,6 +324,11 @@ def evaluate_run(run_dir: Path | str, data: str | None = None, out: Path | str |
         once = load_data(data, profile.replace(lsp_repeats=1), lambda _: None)
     images, scored = scored_images(once, split, trained_on)
     log(f"scoring {scored}")
+    key = report_key(run_dir, cascade, data, images)
+    if reuse and (kept := kept_report(out, key)) is not None:
+        log(f"{out}/ already holds this report (same stage files, images, settings and code: key {key[:12]}); "
+            "reused it, nothing recomputed")
+        return kept
     tic = time.perf_counter()
     images.decode_all()  # first, so the inference figure is the cascade's alone
     decoding = time.perf_counter() - tic
@@ -316,11 +342,36 @@ def evaluate_run(run_dir: Path | str, data: str | None = None, out: Path | str |
                    "training_seconds": meta.get("stages", {}),
                    "decoding_ms_per_image": 1000 * decoding / len(preds[0]),
                    "inference_ms_per_image": 1000 * seconds / len(preds[0]),  # with --compile: compiling included
-                   "compile": compile}
+                   "compile": compile, "key": key}
     results = write_report(out, preds, images, report_meta, baseline_preds=baseline)
     log(f"report written to {out}/ (report.md, report.json, pdj.png, best_worst.png, time_to_accuracy.png, "
         "predictions.npz)")
     return results
+
+
+def report_key(run_dir: Path, cascade: Cascade, data: str, images: PoseDataset) -> str:
+    """A digest of everything a report is made from: the stage files it loaded, the images it scores (data and
+    ids), the test-time settings, and the library's source code (a changed metric must not be served stale)."""
+    digest = hashlib.sha256()
+    for s in range(1, cascade.stages + 1):
+        digest.update(hashlib.sha256(stage_path(run_dir, s).read_bytes()).digest())
+    digest.update(json.dumps([data, images.name, images.ids, cascade.flip_test, cascade.bf16]).encode())
+    for source in sorted(Path(__file__).parent.glob("*.py")):
+        digest.update(source.name.encode() + source.read_bytes())
+    return digest.hexdigest()
+
+
+def kept_report(out: Path, key: str) -> dict[str, Any] | None:
+    """The report in ``out`` when every one of its files is there and it was made with ``key``, else None."""
+    from .report import REPORT_FILES
+
+    if not all((out / name).is_file() for name in REPORT_FILES):
+        return None
+    try:
+        results = json.loads((out / "report.json").read_text())
+    except (OSError, ValueError):
+        return None
+    return results if isinstance(results, dict) and results.get("meta", {}).get("key") == key else None
 
 
 def predict_images(run_dir: Path | str, paths: Sequence[Path | str], out: Path | str | None = None,
