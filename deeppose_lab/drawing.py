@@ -204,6 +204,23 @@ def draw_pose(
     return np.asarray(canvas).copy()
 
 
+def pad_to_show(image: np.ndarray, points: np.ndarray, limit: float = 0.5, fill: int = 200
+                ) -> tuple[np.ndarray, np.ndarray]:
+    """The image padded with grey so ``points`` lie on it (at most ``limit`` × its longer side on each edge);
+    returns the padded image and the (x, y) shift to add to coordinates.
+
+    Introduced in ``notebooks/02_cropping.ipynb``.
+    """
+    h, w = image.shape[:2]
+    most = int(limit * max(h, w))
+    pts = np.asarray(points, dtype=np.float64)
+    left, top = (int(np.clip(np.ceil(-pts[:, a].min()), 0, most)) for a in (0, 1))
+    right = int(np.clip(np.ceil(pts[:, 0].max() - w), 0, most))
+    bottom = int(np.clip(np.ceil(pts[:, 1].max() - h), 0, most))
+    padded = np.pad(image, ((top, bottom), (left, right), (0, 0)), constant_values=fill)
+    return padded, np.array([left, top], dtype=np.float64)
+
+
 def draw_boxes(image: np.ndarray, boxes: Sequence[np.ndarray], colors: Sequence[Color], *, scale: int = 1,
                thickness: int | None = None) -> np.ndarray:
     """The image (upscaled ``scale``×) with box outlines [cx, cy, w, h] drawn on it, each in its own colour:

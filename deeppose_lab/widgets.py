@@ -34,7 +34,7 @@ from PIL import Image, ImageDraw
 
 from .cascade import diam_floor
 from .datasets import PoseDataset
-from .drawing import BOX_COLOR, TRUTH_COLOR, draw_pose, draw_poses
+from .drawing import BOX_COLOR, TRUTH_COLOR, draw_pose, draw_poses, pad_to_show
 from .geometry import (
     apply_affine,
     cascade_boxes,
@@ -108,20 +108,6 @@ def side_by_side(panels: list[np.ndarray], gap: int = 8) -> tuple[np.ndarray, li
         offsets.append(x)
         x += p.shape[1] + gap
     return out, offsets
-
-
-def pad_to_show(image: np.ndarray, points: np.ndarray, limit: float = 0.5, fill: int = 200
-                ) -> tuple[np.ndarray, np.ndarray]:
-    """The image padded with grey so ``points`` lie on it (at most ``limit`` × its longer side on each edge);
-    returns the padded image and the (x, y) shift to add to coordinates."""
-    h, w = image.shape[:2]
-    most = int(limit * max(h, w))
-    pts = np.asarray(points, dtype=np.float64)
-    left, top = (int(np.clip(np.ceil(-pts[:, a].min()), 0, most)) for a in (0, 1))
-    right = int(np.clip(np.ceil(pts[:, 0].max() - w), 0, most))
-    bottom = int(np.clip(np.ceil(pts[:, 1].max() - h), 0, most))
-    padded = np.pad(image, ((top, bottom), (left, right), (0, 0)), constant_values=fill)
-    return padded, np.array([left, top], dtype=np.float64)
 
 
 def draw_polygon(image: np.ndarray, corners: np.ndarray, scale: int, color=BOX_COLOR, width: int = 2) -> np.ndarray:
@@ -198,7 +184,9 @@ class PoseViewer(widgets.VBox):
         self.update()
 
     def values(self) -> dict[str, Any]:
-        return {name: control.value for name, control in self.controls.items()}
+        """The controls' values as the renderers take them: an index slider shows 1..n, its value is 0..n−1."""
+        return {name: control.value - 1 if getattr(control, "counts_from_one", False) else control.value
+                for name, control in self.controls.items()}
 
     def _changed(self, _change: dict) -> None:
         self.update()
@@ -242,9 +230,12 @@ def still_picture(picture: np.ndarray) -> np.ndarray:
 
 
 def slider(description: str, n: int, value: int = 0) -> widgets.IntSlider:
-    """An index slider over n items (disabled when there is only one)."""
-    return widgets.IntSlider(value=value, min=0, max=max(n - 1, 0), description=description, disabled=n < 2,
-                             continuous_update=False)
+    """An index slider over n items (disabled when there is only one) that shows 1..n, as the captions count
+    ("image 3 of 20"); the renderers get value − 1 (``PoseViewer.values``)."""
+    control = widgets.IntSlider(value=value + 1, min=1, max=max(n, 1), description=description, disabled=n < 2,
+                                continuous_update=False)
+    control.counts_from_one = True
+    return control
 
 
 # --- sample browser ------------------------------------------------------------------------------------------

@@ -67,8 +67,8 @@ def test_sample_browser_draws_the_chosen_sample(people):
     assert isinstance(viewer, ipywidgets.VBox) and isinstance(viewer.image, ipywidgets.Image)
     first = viewer.image.value
     assert np.array_equal(decode(first), viewer.array)
-    viewer.controls["index"].value = 3  # what dragging the slider does
-    assert viewer.state["index"] == 3
+    viewer.controls["index"].value = 4  # what dragging the slider to 4 does: the 4th image (index 3)
+    assert viewer.state["index"] == 3 and "(4 of " in viewer.caption.value
     assert viewer.image.value != first
     s = people[3]
     k = viewer.state["scale"]
@@ -90,7 +90,7 @@ def test_sample_browser_joints_toggle(people):
 def test_sample_browser_clamps_any_index(people):
     viewer = W.sample_browser(people)
     slider = viewer.controls["index"]
-    assert (slider.min, slider.max) == (0, len(people) - 1)
+    assert (slider.min, slider.max) == (1, len(people))  # counts as the captions do
     for asked, got in ((10**6, 4), (-7, 0), (float("nan"), 0), (2.9, 2)):
         viewer.update(index=asked)
         assert viewer.state["index"] == got
@@ -258,7 +258,7 @@ def test_error_inspector_ranks_the_chosen_joint(people):
     k = W.display_scale(*people[2].image.shape[:2])
     middle = (people.joints[2, wrist] + pred[2, wrist]) / 2
     assert pixel(viewer.array, middle, k) == BOX_COLOR
-    viewer.controls["rank"].value = 1
+    viewer.controls["rank"].value = 2
     assert viewer.state["index"] == 4 and "rank 2 of 5" in viewer.caption.value
     first = viewer.image.value
     viewer.controls["joint"].value = knee
