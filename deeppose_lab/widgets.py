@@ -25,16 +25,17 @@ import base64
 import html
 import io
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
+import cv2
 import ipywidgets as widgets
 import numpy as np
 from PIL import Image, ImageDraw
 
 from .cascade import diam_floor
 from .datasets import PoseDataset
-from .drawing import BOX_COLOR, TRUTH_COLOR, draw_pose, draw_poses, pad_to_show
+from .drawing import BOX_COLOR, TRUTH_COLOR, draw_boxes, draw_pose, draw_poses, pad_to_show
 from .geometry import (
     apply_affine,
     cascade_boxes,
@@ -445,3 +446,64 @@ def error_inspector(dataset: PoseDataset, pred: np.ndarray, true: np.ndarray | N
     }
     return PoseViewer("error_inspector", controls,
                       lambda joint, rank: render_error(dataset, pred, true, joint, rank, side))
+
+
+# --- box picker ----------------------------------------------------------------------------------------------
+
+PHOTO_SIDE = 480  # pixels: a photo is shown at about this longer side, whatever its size (a phone's is 4032)
+
+
+def on_screen(image: np.ndarray, boxes: Sequence[np.ndarray] = (), colours: Sequence[tuple[int, int, int]] = (),
+              pose: np.ndarray | None = None, side: int = PHOTO_SIDE) -> tuple[np.ndarray, float]:
+    """A photo at screen size (longer side about ``side``: shrunk, or enlarged by a whole factor) with boxes
+    [cx, cy, w, h] and a pose drawn on it in photo pixels; returns the picture and its factor (picture / photo).
+
+    Introduced in ``notebooks/07_your_own_image.ipynb``.
+    """
+    h, w = image.shape[:2]
+    factor = side / max(h, w) if max(h, w) > side else float(display_scale(h, w, side))
+    size = (max(1, round(w * factor)), max(1, round(h * factor)))
+    how = cv2.INTER_AREA if factor < 1 else cv2.INTER_NEAREST
+    picture = cv2.resize(np.ascontiguousarray(image[..., :3]), size, interpolation=how)
+    if len(boxes):
+        picture = draw_boxes(picture, [np.r_[b[:2] * factor, b[2:] * factor] for b in boxes], colours, thickness=2)
+    if pose is not None:
+        picture = draw_pose(picture, pose * factor)
+    return picture, factor
+
+
+def render_box(image: np.ndarray, pose_of: Callable[[np.ndarray], np.ndarray], x0: float, y0: float, x1: float,
+               y1: float, side: int = PHOTO_SIDE) -> tuple[np.ndarray, str, dict[str, Any]]:
+    """The photo at screen size with the box (x0, y0)-(x1, y1) and the pose ``pose_of(box)`` finds in it."""
+    x0, x1 = sorted((float(x0), float(x1)))
+    y0, y1 = sorted((float(y0), float(y1)))
+    x1, y1 = max(x1, x0 + 1.0), max(y1, y0 + 1.0)  # never an empty box
+    box = np.array([(x0 + x1) / 2, (y0 + y1) / 2, x1 - x0, y1 - y0])
+    pose = pose_of(box)
+    picture, factor = on_screen(image, [box], [BOX_COLOR], pose, side)
+    text = (f"box x0, y0, x1, y1 = {x0:.0f}, {y0:.0f}, {x1:.0f}, {y1:.0f} (photo pixels; shown at "
+            f"{picture.shape[1]}×{picture.shape[0]}). Keep it: <code>MY_BOX = ({x0:.0f}, {y0:.0f}, {x1:.0f}, "
+            f"{y1:.0f})</code>, or <code>--box {x0:.0f},{y0:.0f},{x1:.0f},{y1:.0f}</code>.")
+    return picture, text, {"box": box, "corners": (x0, y0, x1, y1), "pose": pose, "factor": factor}
+
+
+def box_picker(image: np.ndarray, pose_of: Callable[[np.ndarray], np.ndarray], box: np.ndarray,
+               side: int = PHOTO_SIDE) -> PoseViewer:
+    """Move the person's box over a photo and see the pose found in it; ``box`` [cx, cy, w, h] to start from
+    (e.g. the automatic one), ``pose_of(box)`` the (14, 2) pose a cascade finds in a box.
+
+    Introduced in ``notebooks/07_your_own_image.ipynb``.
+    """
+    h, w = image.shape[:2]
+    corners = [box[0] - box[2] / 2, box[1] - box[3] / 2, box[0] + box[2] / 2, box[1] + box[3] / 2]
+    limits = [(-w / 2, w), (-h / 2, h), (0, 1.5 * w), (0, 1.5 * h)]
+
+    def corner(name: str, value: float, lo: float, hi: float) -> widgets.FloatSlider:
+        return widgets.FloatSlider(value=float(round(np.clip(value, lo, hi))), min=round(lo), max=round(hi), step=1,
+                                   description=name,
+                                   continuous_update=False, readout_format=".0f")
+
+    controls = {name: corner(name, v, lo, hi) for name, v, (lo, hi) in zip(("x0", "y0", "x1", "y1"), corners,
+                                                                            limits, strict=True)}
+    return PoseViewer("box_picker", controls, lambda x0, y0, x1, y1: render_box(image, pose_of, x0, y0, x1, y1,
+                                                                                 side))

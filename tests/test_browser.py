@@ -60,6 +60,7 @@ poses = np.stack([people.joints + 6.0, people.joints + 2.0])""",
     "widgets.crop_explorer(people)",
     "widgets.cascade_stepper(people, poses, 2.0)",
     "widgets.error_inspector(people, poses[-1])",
+    "widgets.box_picker(people.image(0)[..., :3], lambda box: np.tile(box[:2], (14, 1)), np.array([60., 80, 90, 140]))",
 ]
 LAPTOP = {"width": 1366, "height": 768}  # a classroom laptop's screen
 SCREENSHOTS = os.environ.get("DEEPPOSE_SCREENSHOTS")  # a folder: save each widget before and after a change
@@ -187,9 +188,9 @@ def test_every_widget_at_its_drawn_size_with_its_control_in_view_on_a_laptop(jup
             open_and_run(page, base, token, "every_widget.ipynb")
             outputs = page.locator(".jp-OutputArea-output").filter(has=page.locator("img.widget-image"))
             page.wait_for_function("() => { const imgs = document.querySelectorAll("
-                                   "'.jp-OutputArea-output img.widget-image'); return imgs.length === 4 && "
+                                   "'.jp-OutputArea-output img.widget-image'); return imgs.length === 5 && "
                                    "[...imgs].every(i => i.src.startsWith('blob:') && i.naturalWidth > 0); }")
-            for k in range(4):
+            for k in range(len(WIDGET_NAMES)):
                 widget = outputs.nth(k)
                 image, control = widget.locator("img.widget-image"), widget.locator(".widget-slider").first
                 image.evaluate("(img) => img.scrollIntoView({block: 'end'})")
@@ -207,7 +208,7 @@ def test_every_widget_at_its_drawn_size_with_its_control_in_view_on_a_laptop(jup
             browser.close()
 
 
-WIDGET_NAMES = ["sample_browser", "crop_explorer", "cascade_stepper", "error_inspector"]
+WIDGET_NAMES = ["sample_browser", "crop_explorer", "cascade_stepper", "error_inspector", "box_picker"]
 
 
 def save_before_and_after(page, widget, control, image, k: int) -> None:

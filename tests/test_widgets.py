@@ -314,3 +314,23 @@ def test_the_saved_still_says_it_is_static_and_the_live_picture_keeps_its_drawn_
     assert viewer.image.layout.width == f"{w}px" and viewer.image.layout.align_self == "flex-start"
     viewer.update(index=1)
     assert viewer.image.layout.width == f"{viewer.array.shape[1]}px"
+
+
+def test_box_picker_finds_the_pose_in_the_box_the_corners_say_and_shows_a_big_photo_small():
+    photo = np.zeros((3024, 4032, 3), np.uint8)
+    seen = []
+
+    def pose_of(box):
+        seen.append(box)
+        return np.tile(box[:2], (NUM_JOINTS, 1))  # every joint at the box's centre
+
+    viewer = W.box_picker(photo, pose_of, np.array([1000.0, 1500.0, 400.0, 800.0]))
+    assert max(viewer.array.shape[:2]) <= W.PHOTO_SIDE + 1  # a phone photo shown at screen size
+    assert viewer.state["corners"] == (800, 1100, 1200, 1900)
+    viewer.controls["x1"].value = 1600
+    np.testing.assert_allclose(seen[-1], [1200, 1500, 800, 800])
+    assert "MY_BOX = (800, 1100, 1600, 1900)" in viewer.caption.value
+    viewer.update(x0=2000, x1=1000)  # corners swapped by hand: still a box, never an empty one
+    assert viewer.state["corners"][:3:2] == (1000, 2000)
+    small = W.box_picker(np.zeros((150, 100, 3), np.uint8), pose_of, np.array([50.0, 75.0, 60.0, 120.0]))
+    assert small.state["factor"] == 3 and small.array.shape[:2] == (450, 300)  # a small one enlarged
