@@ -61,7 +61,10 @@ def data_spec(p: Profile | None = None) -> str:
 
 def data_name(spec: str) -> str:
     """What a notebook run directory is named after: ``auto`` made concrete (``splits.resolve_data``), a folder
-    by its name."""
+    by its name.
+
+    Introduced in ``notebooks/04_stage1.ipynb``.
+    """
     spec = resolve_data(spec)
     return Path(spec).name if Path(spec).is_dir() else spec
 

@@ -133,16 +133,7 @@ def test_slider_redraws_the_picture_in_chromium(jupyterlab):
         browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
         try:
             page = browser.new_page(viewport={"width": 1280, "height": 900})
-            page.set_default_timeout(WIDGET_S * 1000)
-            page.goto(f"{base}/lab/tree/widget.ipynb?token={token}", wait_until="domcontentloaded")
-            page.wait_for_function("() => window.jupyterapp && window.jupyterapp.shell.currentWidget"
-                                   " && window.jupyterapp.shell.currentWidget.sessionContext")
-            page.wait_for_selector(".jp-Notebook .jp-Cell")
-            page.evaluate("""async () => {
-                const panel = window.jupyterapp.shell.currentWidget;
-                await panel.sessionContext.ready;
-                await window.jupyterapp.commands.execute('notebook:run-all-cells');
-            }""")
+            open_and_run(page, base, token, "widget.ipynb")
             image = page.locator(".jp-OutputArea-output img.widget-image").first
             image.wait_for(state="visible")
             page.wait_for_function("(img) => img.src.startsWith('blob:') && img.naturalWidth > 0",
