@@ -11,7 +11,8 @@ estimates the person box at inference (「推論時：人物領域のbounding bo
 
 ``--box`` always wins; ``--whole-image`` keeps LSP's protocol (and ``evaluate`` on LSP keeps the whole image, so the
 paper comparison stays fair). How much each step buys is measured on ``pasted_scenes``: LSP test people pasted at
-1/2 to 1/4 of the side of a larger textured scene (``python -m deeppose_lab.framing RUN``, also in ``make bench``).
+1/2 to 1/4 of the side of a larger textured scene (``python -m deeppose_lab.framing RUN``: it needs a trained run,
+so it is not part of ``make bench``).
 """
 
 from __future__ import annotations
