@@ -279,13 +279,17 @@ def mean_pose_baseline(train: PoseDataset, test: PoseDataset, profile: Profile) 
 SPLITS = ("auto", "test", "dev", "train", "all")
 
 
+def resolved_split(split: str, trained_on: bool) -> str:
+    """``auto`` made concrete: the held-out test split of the data a run trained on, all of data it never saw."""
+    if split not in SPLITS:
+        raise ConfigError(f"--split must be one of {', '.join(SPLITS)}, got {split!r}")
+    return ("test" if trained_on else "all") if split == "auto" else split
+
+
 def scored_images(splits: Splits, split: str, trained_on: bool) -> tuple[PoseDataset, str]:
     """The images ``evaluate`` scores and a sentence that says which: ``auto`` is the held-out test split of the
     data the run trained on, and every image of data it never saw (a 305-image folder is scored on 305, not 61)."""
-    if split not in SPLITS:
-        raise ConfigError(f"--split must be one of {', '.join(SPLITS)}, got {split!r}")
-    if split == "auto":
-        split = "test" if trained_on else "all"
+    split = resolved_split(split, trained_on)
     parts = {"test": [splits.test], "dev": [splits.dev], "train": [splits.train],
              "all": [splits.train, splits.dev, splits.test]}[split]
     images = parts[0] if len(parts) == 1 else Concat(parts, name=f"{splits.name}-all")
@@ -319,6 +323,7 @@ def evaluate_run(run_dir: Path | str, data: str | None = None, out: Path | str |
     data = resolve_data(data or meta["data"])
     splits = load_data(data, profile, log)
     trained_on = data == resolve_data(meta["data"])
+    split = resolved_split(split, trained_on)
     once = splits  # scoring training images: each once, however often an epoch showed it (lsp_repeats)
     if split in ("train", "all") and profile.lsp_repeats > 1:
         once = load_data(data, profile.replace(lsp_repeats=1), lambda _: None)
@@ -350,12 +355,14 @@ def evaluate_run(run_dir: Path | str, data: str | None = None, out: Path | str |
 
 
 def report_key(run_dir: Path, cascade: Cascade, data: str, images: PoseDataset) -> str:
-    """A digest of everything a report is made from: the stage files it loaded, the images it scores (data and
-    ids), the test-time settings, and the library's source code (a changed metric must not be served stale)."""
+    """A digest of everything a report is made from: the stage files it loaded, the images it scores (data, ids
+    and labels: a corrected annotation must be scored again), the test-time settings, and the library's source code
+    (a changed metric must not be served stale)."""
     digest = hashlib.sha256()
     for s in range(1, cascade.stages + 1):
         digest.update(hashlib.sha256(stage_path(run_dir, s).read_bytes()).digest())
     digest.update(json.dumps([data, images.name, images.ids, cascade.flip_test, cascade.bf16]).encode())
+    digest.update(np.ascontiguousarray(images.joints).tobytes() + np.ascontiguousarray(images.visible).tobytes())
     for source in sorted(Path(__file__).parent.glob("*.py")):
         digest.update(source.name.encode() + source.read_bytes())
     return digest.hexdigest()

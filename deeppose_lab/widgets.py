@@ -483,7 +483,7 @@ def render_box(image: np.ndarray, pose_of: Callable[[np.ndarray], np.ndarray], x
     picture, factor = on_screen(image, [box], [BOX_COLOR], pose, side)
     text = (f"box x0, y0, x1, y1 = {x0:.0f}, {y0:.0f}, {x1:.0f}, {y1:.0f} (photo pixels; shown at "
             f"{picture.shape[1]}×{picture.shape[0]}). Keep it: <code>MY_BOX = ({x0:.0f}, {y0:.0f}, {x1:.0f}, "
-            f"{y1:.0f})</code>, or <code>--box {x0:.0f},{y0:.0f},{x1:.0f},{y1:.0f}</code>.")
+            f"{y1:.0f})</code>, or <code>--box={x0:.0f},{y0:.0f},{x1:.0f},{y1:.0f}</code>.")
     return picture, text, {"box": box, "corners": (x0, y0, x1, y1), "pose": pose, "factor": factor}
 
 

@@ -68,3 +68,28 @@ def test_the_report_key_follows_the_weights(run: Path) -> None:
     stage2 = run / "stage2.pt"
     stage2.write_bytes(stage2.read_bytes() + b" ")  # other bytes in a stage file
     assert pipeline.report_key(run, loaded, "synthetic", images) != key
+
+
+def test_a_corrected_label_is_scored_again(run: Path) -> None:
+    loaded = pipeline.load_cascade(run)
+    images = pipeline.load_data("synthetic", get_profile("smoke", **TINY)).test
+    key = pipeline.report_key(run, loaded, "synthetic", images)
+    moved = images.subset(range(len(images)), images.name)
+    moved.joints = moved.joints + 1.0  # the same images and ids, one pixel different labels
+    assert pipeline.report_key(run, loaded, "synthetic", moved) != key
+
+
+def test_auto_on_data_the_run_never_saw_scores_each_training_image_once(run: Path, tmp_path: Path,
+                                                                        monkeypatch) -> None:
+    from tests.test_own_data import own_folder
+
+    folder = own_folder(tmp_path / "mine", 10)
+    meta = pipeline.read_run(run)
+    meta["profile"]["lsp_repeats"] = 4  # as the classroom profile trains LSP
+    (run / "run.json").write_text(__import__("json").dumps(meta))
+    repeats = []
+    real = pipeline.load_data
+    monkeypatch.setattr(pipeline, "load_data", lambda spec, p, *a, **k: repeats.append(p.lsp_repeats)
+                        or real(spec, p, *a, **k))
+    assert pipeline.evaluate_run(run, data=str(folder), log=lambda _: None)["n"] == 10  # auto: all of it
+    assert 1 in repeats  # the images scored were loaded with each training image once
