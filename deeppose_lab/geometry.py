@@ -36,6 +36,12 @@ def box_from_corners(x0: float, y0: float, x1: float, y1: float) -> np.ndarray:
     return make_box((x0 + x1) / 2, (y0 + y1) / 2, x1 - x0, y1 - y0)
 
 
+def box_corners(box: np.ndarray) -> np.ndarray:
+    """[x0, y0, x1, y1] of a box [cx, cy, w, h]: the inverse of ``box_from_corners`` (how ``--box`` is typed)."""
+    box = np.asarray(box, dtype=np.float64)
+    return np.concatenate([box[:2] - box[2:] / 2, box[:2] + box[2:] / 2])
+
+
 def square_box(box: np.ndarray) -> np.ndarray:
     """Pad the shorter side so the box is square (the network input is square; no aspect distortion)."""
     side = max(box[2], box[3])

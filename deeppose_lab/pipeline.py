@@ -28,6 +28,7 @@ from .distributed import default_device, is_main
 from .drawing import draw_pose, save_png
 from .errors import ConfigError, RunError
 from .geometry import Augmentation, cascade_boxes, denormalise, normalise
+from .geometry import box_corners as geometry_corners
 from .images import image_paths
 from .metrics import pcp
 from .model import DeepPoseNet
@@ -429,7 +430,7 @@ def predict_images(run_dir: Path | str, paths: Sequence[Path | str], out: Path |
 
 def check_box_overlaps(box: np.ndarray, images: ImageFiles) -> None:
     """Refuse a user box that misses an image entirely: stage 1 would see only padding and still draw a pose."""
-    x0, y0, x1, y1 = box[0] - box[2] / 2, box[1] - box[3] / 2, box[0] + box[2] / 2, box[1] + box[3] / 2
+    x0, y0, x1, y1 = geometry_corners(box)
     for n, path in enumerate(images.paths):
         h, w = images.image(n).shape[:2]
         if x1 <= 0 or y1 <= 0 or x0 >= w or y0 >= h:
@@ -442,4 +443,4 @@ def box_corners(box: np.ndarray) -> list[float]:
 
     Introduced in ``notebooks/07_your_own_image.ipynb``.
     """
-    return np.round([box[0] - box[2] / 2, box[1] - box[3] / 2, box[0] + box[2] / 2, box[1] + box[3] / 2], 2).tolist()
+    return geometry_corners(box).round(2).tolist()

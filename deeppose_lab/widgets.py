@@ -38,6 +38,7 @@ from .datasets import PoseDataset
 from .drawing import BOX_COLOR, TRUTH_COLOR, draw_boxes, draw_pose, draw_poses, pad_to_show
 from .geometry import (
     apply_affine,
+    box_corners,
     cascade_boxes,
     chosen_transform,
     crop_to_normalised,
@@ -495,7 +496,7 @@ def box_picker(image: np.ndarray, pose_of: Callable[[np.ndarray], np.ndarray], b
     Introduced in ``notebooks/07_your_own_image.ipynb``.
     """
     h, w = image.shape[:2]
-    corners = [box[0] - box[2] / 2, box[1] - box[3] / 2, box[0] + box[2] / 2, box[1] + box[3] / 2]
+    corners = box_corners(box)
     limits = [(-w / 2, w), (-h / 2, h), (0, 1.5 * w), (0, 1.5 * h)]
 
     def corner(name: str, value: float, lo: float, hi: float) -> widgets.FloatSlider:

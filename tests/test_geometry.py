@@ -430,3 +430,9 @@ def test_property_warp_never_reads_outside_the_image(h, w, box, aug, size, seed,
     outside = (src[..., 0] < -m) | (src[..., 0] > w + m) | (src[..., 1] < -m) | (src[..., 1] > h + m)
     assert (crop[inside] == value).all()
     assert (crop[outside] == fill).all()
+
+
+def test_box_corners_inverts_box_from_corners():
+    box = g.make_box(30.5, 40.0, 21.0, 9.0)
+    np.testing.assert_allclose(g.box_corners(box), [20.0, 35.5, 41.0, 44.5])
+    np.testing.assert_allclose(g.box_from_corners(*g.box_corners(box)), box)
