@@ -3,27 +3,55 @@
 from __future__ import annotations
 
 import json
+import re
 
+import pytest
 import torch
+from torch.utils.flop_counter import FlopCounterMode
 
-from deeppose_lab import bench
+from deeppose_lab import bench, limits
 from deeppose_lab.profiles import get_profile
+from deeppose_lab.synthetic import SyntheticPoses
 
 
 def test_every_figure_is_measured_on_tiny_settings(tmp_path):
     smoke = get_profile("smoke")
-    mm, mm_flops = bench.matmul(torch.float32, n=64)
+    probe = limits.limit_probe(torch.float32, scale=32)
     step, flops = bench.train_step(smoke, batch=4, bf16=True, channels_last=False)
     threads = torch.get_num_threads()
-    mm_s, step_s, data_s = bench.interleaved_best([mm, step, bench.data_pass(smoke, n=8)], rounds=1)
+    limit, (step_s, data_s) = bench.timed_with_limit(probe, [step, bench.data_pass(smoke, n=8)], rounds=1)
     assert torch.get_num_threads() == threads  # the one-core data pass gives the step its threads back
     figures = bench.step_figures(smoke, 4, True, False, step_s, flops)
-    assert figures["images_per_s"] > 0 and figures["step_gflop"] > 0 and mm_flops / mm_s > 0 and data_s > 0
-    assert bench.matmul_limit(torch.float32, n=64, repeats=1) > 0
+    assert figures["images_per_s"] > 0 and figures["step_gflop"] > 0 and limit.gflop_per_s > 0 and data_s > 0
     latency = bench.inference_latencies(smoke, images=2, rounds=1)
     assert set(latency["ms_per_image"]) == {"fp32", "bf16", "bf16_compiled"}
     assert min(latency["ms_per_image"].values()) > 0 and latency["compiled_first_call_s"] > 0
-    assert latency["bf16_matmul_limit_beside"] > 0
+    assert latency["gflop_per_image"] > 0 and 0 < latency["least_ms_at_bf16_limit"]
+
+
+def test_the_peer_epoch_and_the_package_epoch_train_on_the_same_files(tmp_path):
+    smoke = get_profile("smoke")
+    data = bench.peer_images(6, tmp_path)  # LSP 1-6 where LSP is present, else synthetic people written as JPEGs
+    assert len(data) == 6 and all(p.is_file() for p in data.paths)
+    x, y, w = bench.StudentCrops(data.paths, data.joints, data.visible, 32, 0.16)[0]
+    assert x.shape == (3, 32, 32) and x.dtype == torch.float32 and 0 <= float(x.min()) <= float(x.max()) <= 1
+    assert y.shape == (14, 2) and w.shape == (14,)
+    bench.student_epoch(smoke, data)()
+    bench.package_epoch(smoke, data)()
+
+
+def test_the_training_set_is_decoded_once_and_its_cache_measured():
+    smoke = get_profile("smoke")
+    train, figures = bench.decoded_training_set(smoke, "synthetic")
+    assert figures["images"] == smoke.synthetic_train and figures["decode_s"] > 0
+    h, w = train[0].image.shape[:2]
+    assert figures["cache_gib"] * 2**30 >= figures["images"] * 0 + h * w * 4  # four bytes a pixel, every image
+
+
+def test_every_widget_redraw_is_timed():
+    times = bench.widget_redraws(get_profile("smoke"), SyntheticPoses(4, seed=0), moves=2)
+    assert set(times) == {"sample_browser", "crop_explorer", "cascade_stepper", "error_inspector", "box_picker"}
+    assert all(0 < t["best_ms"] <= t["median_ms"] for t in times.values())
 
 
 def test_figures_compared_with_each_other_are_timed_in_turn():
@@ -37,6 +65,20 @@ def test_step_flops_count_forward_and_backward():
     model = get_profile("smoke").stage1.build_model()
     one, two = bench.step_flops(model, 1), bench.step_flops(model, 2)
     assert two == 2 * one > 0
+
+
+def test_flops_are_counted_as_a_direct_convolution_executes_them():
+    conv = torch.nn.Conv2d(4, 8, 3, padding=1)
+    assert bench.valid_tap_fraction(conv, (7, 7)) == pytest.approx((19 / 21) ** 2)  # border outputs: 2 of 3 taps
+    assert bench.valid_tap_fraction(torch.nn.Conv2d(4, 8, 3), (7, 7)) == 1.0
+    x = torch.rand(2, 4, 7, 7)
+    with FlopCounterMode(display=False) as counter:
+        conv(x)
+    assert bench.executed_flops(lambda: conv(x)) == round(counter.get_total_flops() * (19 / 21) ** 2)
+    x.requires_grad_(True)  # forward, weight gradient and input gradient: three times the forward's skipped taps
+    with FlopCounterMode(display=False) as counter:
+        conv(x).sum().backward()
+    assert bench.executed_flops(lambda: conv(x).sum().backward()) == round(counter.get_total_flops() * (19 / 21) ** 2)
 
 
 def test_time_to_accuracy_reads_a_finished_run(tmp_path):
@@ -57,16 +99,56 @@ def test_data_is_compared_with_the_step_the_profile_really_runs():
     assert paper.stage1.batch_size not in (16, 32) and bench.feeding_batch(paper, (16, 32)) == 32  # else the largest
 
 
-def test_the_table_prints_every_figure_of_a_result():
+LIMIT = {"limit_gflop_per_s": 800.0, "bound": "nominal", "nominal_gflop_per_s": 800.0, "best_gemm_gflop_per_s": 700.0,
+         "ghz": 3.6}
+
+
+def result(step_fraction: float = 0.625, inference_fraction: float = 0.5) -> dict:
     step = {"profile": "classroom", "batch": 64, "bf16": True, "channels_last": True, "images_per_s": 1000.0,
-            "gflop_per_s": 500.0, "matmul_limit_beside": 800.0, "fraction_of_matmul_limit": 0.625}
-    result = {"threads": 2, "matmul_gflop_per_s": {"fp32": 300.0, "bf16": 900.0}, "train_steps": [step],
-              "data_beside_step": {"classroom": {"samples_per_s_one_core": 5000.0, "step_images_per_s": 1000.0,
-                                                 "ratio": 5.0, "batch": 64, "bf16": True, "channels_last": True}},
-              "cascade_inference": {"paper": {"ms_per_image": {"fp32": 400.0, "bf16": 200.0, "bf16_compiled": 99.0},
-                                              "compiled_first_call_s": 12.0, "bf16_matmul_limit_beside": 1234.0}},
-              "time_to_accuracy": None}
-    text = bench.table(result)
-    for figure in ("62%", "5.0× the step it feeds", "bf16_compiled 99.0", "12 s", "1234 GFLOP/s",
+            "gflop_per_s": 800.0 * step_fraction, **LIMIT, "fraction_of_limit": step_fraction}
+    limit = {"gflop_per_s": 800.0, "bound": "nominal", "nominal": 800.0, "best_gemm": 700.0, "ghz": 3.6}
+    return {"threads": 2, "cores": 2, "flops_per_cycle": {"fp32": 32, "bf16": 64},
+            "limits": {"fp32": limit, "bf16": limit}, "train_steps": [step],
+            "training_set": {"data": "lsp-train+lspet", "images": 11000, "decode_s": 9.5, "ms_per_image": 0.86,
+                             "cache_gib": 3.3, "peak_rss_gib_before": 1.0, "peak_rss_gib_after": 4.5},
+            "data_beside_step": {"classroom": {"data": "synthetic", "samples_per_s_one_core": 5000.0,
+                                               "step_images_per_s": 1000.0, "ratio": 5.0, "batch": 64, "bf16": True,
+                                               "channels_last": True}},
+            "peer_epoch": {"images": 1000, "data": "lsp-train", "package_images_per_s": 600.0,
+                           "plain_pytorch_images_per_s": 100.0, "ratio": 6.0},
+            "cascade_inference": {"paper": {"ms_per_image": {"fp32": 400.0, "bf16": 200.0, "bf16_compiled": 99.0},
+                                            "compiled_first_call_s": 12.0, "gflop_per_image": 40.0,
+                                            "least_ms_at_bf16_limit": 50.0, **LIMIT,
+                                            "fraction_of_limit": inference_fraction}},
+            "widget_redraw_ms": {"box_picker": {"best_ms": 31.0, "median_ms": 35.0}},
+            "time_to_accuracy": None}
+
+
+def test_the_table_prints_every_figure_of_a_result():
+    text = bench.table(result())
+    for figure in ("62%", "5.0× the step it feeds", "bf16_compiled 99.0", "12 s", "at least 50.0 ms",
+                   "11000 images in 9.5 s", "3.30 GiB", "plain PyTorch", "6.0×", "box_picker 31 / 35",
                    "no finished `make demo`"):
         assert figure in text
+    assert "BROKEN" not in text and not bench.broken_bounds(result())
+
+
+def test_no_row_can_print_above_its_limit():
+    # A figure above its limit would mean the limit is no bound: the table says so, never "1xx%".
+    for step, inference in ((1.0, 1.0), (1.3, 0.5), (0.5, 2.7), (1.0000001, 1.0)):
+        r = result(step, inference)
+        text = bench.table(r)
+        percents = [int(m) for m in re.findall(r"(\d+)%", text)]
+        assert all(p <= 100 for p in percents), text
+        above = [f for f in (step, inference) if f > 1]
+        assert len(bench.broken_bounds(r)) == len(above)
+        assert ("BROKEN BOUNDS" in text) == bool(above) and text.count("ABOVE LIMIT") == len(above)
+
+
+def test_the_step_account_names_every_part_and_convolution():
+    smoke = get_profile("smoke")
+    text = bench.step_account(smoke, 4, steps=1)
+    for part in bench.STEP_PARTS:
+        assert f"| {part} |" in text
+    convs = sum(isinstance(m, torch.nn.Conv2d) for m in smoke.stage1.build_model().modules())
+    assert text.count("| forward |") == convs and text.count("| backward |") == convs
