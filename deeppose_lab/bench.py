@@ -2,8 +2,8 @@
 
 Measured in one run, on the threads torch uses: each dtype's limit (``limits``: the cores' nominal peak at the
 clock they run at, or a faster GEMM through the model's own library paths), the training step of the ``paper``
-and ``classroom`` networks (images/s and the share of the limit timed beside it, FLOPs counted by
-``torch.utils.flop_counter``), one stage-1 epoch of the package against the same epoch written as the talk
+and ``classroom`` networks (images/s and the share of the limit timed beside it, in FLOPs as a direct convolution
+executes them: ``executed_flops``), one stage-1 epoch of the package against the same epoch written as the talk
 would (PIL crops, a ``DataLoader``, fp32, eager), decoding the whole training set and the in-memory cache it
 fills, the data pipeline against the step it feeds (one core), cascade inference against the least time its
 FLOPs could take, every widget's redraw, and time to accuracy read from the last ``make demo`` run. This
@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
 import resource
 import tempfile
 import time
@@ -32,10 +31,10 @@ from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
 from .cascade import Cascade
-from .crops import PersonCrops, batches
+from .crops import PersonCrops, batches, usable_cores
 from .datasets import Concat, ImageFiles, PoseDataset, load_lsp, lsp_available
 from .geometry import image_box, spare_channel_base
-from .limits import Limit, LimitProbe, flops_per_cycle, limit_probe
+from .limits import Limit, LimitProbe, flops_per_cycle, limit_probe, share_text
 from .model import DeepPoseNet
 from .pipeline import cascade_for, train_stage1
 from .profiles import Profile, apply_overrides, get_profile
@@ -87,7 +86,10 @@ def limit_figures(limit: Limit, gflop_per_s: float) -> dict:
 
 
 def valid_tap_fraction(conv: nn.Conv2d, size: Sequence[int]) -> float:
-    """The share of a convolution's kernel taps that fall inside its input (of spatial ``size``), not on padding."""
+    """The share of a convolution's kernel taps that fall inside its input (of spatial ``size``), not on padding;
+    1 where the padding is computed (not zeros) or named ("same", "valid": left to the counter as it is)."""
+    if conv.padding_mode != "zeros" or isinstance(conv.padding, str):
+        return 1.0
     fraction = 1.0
     for n, k, stride, pad, dilation in zip(size, conv.kernel_size, conv.stride, conv.padding, conv.dilation,
                                            strict=True):
@@ -256,11 +258,11 @@ class StudentCrops(torch.utils.data.Dataset):
         joints, visible = self.joints[i], self.visible[i]
         seen = joints[visible] if visible.sum() >= 2 else joints
         (x0, y0), (x1, y1) = seen.min(0), seen.max(0)
-        side = max(x1 - x0, y1 - y0) * (1 + 2 * self.margin) * rng.uniform(0.85, 1.15)
+        side = max(max(x1 - x0, y1 - y0) * (1 + 2 * self.margin), 1.0) * rng.uniform(0.85, 1.15)
         cx, cy = (x0 + x1) / 2 + rng.uniform(-0.05, 0.05) * side, (y0 + y1) / 2 + rng.uniform(-0.05, 0.05) * side
         left, top = cx - side / 2, cy - side / 2
-        crop = image.crop((round(left), round(top), round(left + side), round(top + side)))
-        crop = crop.resize((self.size, self.size), Image.BILINEAR)
+        crop = image.transform((self.size, self.size), Image.EXTENT, (left, top, left + side, top + side),
+                               Image.BILINEAR)  # the box exactly, as the targets below assume
         target = (joints - [left, top]) / side - 0.5
         weight = visible.astype(np.float32)
         if rng.random() < 0.5:
@@ -281,7 +283,7 @@ def student_epoch(profile: Profile, data: ImageFiles) -> Callable[[], None]:
         optimizer = torch.optim.AdamW(model.parameters(), lr=recipe.lr, weight_decay=recipe.weight_decay)
         crops = StudentCrops(data.paths, data.joints, data.visible, recipe.input_size, profile.box_margin)
         loader = torch.utils.data.DataLoader(crops, batch_size=recipe.batch_size, shuffle=True,
-                                             num_workers=os.cpu_count() or 1)
+                                             num_workers=usable_cores())
         for x, y, w in loader:
             loss = pose_loss(model(x), y, w, recipe.loss)
             optimizer.zero_grad()
@@ -481,8 +483,8 @@ def broken_bounds(r: dict) -> list[str]:
 
 
 def share(row: dict) -> str:
-    """A row's share of its limit as the table prints it: at most 100 %, else a broken bound."""
-    return "ABOVE LIMIT" if row["fraction_of_limit"] > 1 else f"{row['fraction_of_limit']:.0%}"
+    """A row's share of its limit as the table prints it (``limits.share_text``)."""
+    return share_text(row["fraction_of_limit"])
 
 
 def table(r: dict) -> str:
@@ -492,16 +494,16 @@ def table(r: dict) -> str:
              f"{lim['bf16']['gflop_per_s']:.0f} ({lim['bf16']['bound']}); clock {lim['fp32']['ghz'] or 0:.2f} GHz. "
              "Each figure against the limit timed beside it (nominal: cores × FLOPs a cycle × clock; GEMM: the "
              "fastest of matmul, linear, 1×1 convolution, where that was faster)",
-             f"{'profile':10} {'batch':>5} {'mode':18} {'img/s':>8} {'GFLOP/s':>8} {'limit':>7} {'bound':>8} "
-             f"{'of limit':>8}"]
+             f"{'profile':10} {'batch':>5} {'mode':18} {'img/s':>8} {'GFLOP/s':>8} {'limit':>7} {'bound':>14} "
+             f"{'of limit':>11}"]
     for s in r["train_steps"]:
         mode = "+".join(m for m, on in (("bf16", s["bf16"]), ("channels_last", s["channels_last"])) if on) or "fp32"
         lines.append(f"{s['profile']:10} {s['batch']:>5} {mode:18} {s['images_per_s']:8.1f} {s['gflop_per_s']:8.1f} "
-                     f"{s['limit_gflop_per_s']:7.0f} {s['bound'][:8]:>8} {share(s):>8}")
+                     f"{s['limit_gflop_per_s']:7.0f} {s['bound']:>14} {share(s):>11}")
     t = r["training_set"]
     lines.append(f"decoding the training set ({t['data']}): {t['images']} images in {t['decode_s']:.1f} s "
-                 f"({t['ms_per_image']:.2f} ms each, one core); in-memory cache {t['cache_gib']:.2f} GiB; peak memory "
-                 f"{t['peak_rss_gib_after']:.2f} GiB")
+                 f"({t['ms_per_image']:.2f} ms each, one after another); in-memory cache {t['cache_gib']:.2f} GiB; "
+                 f"peak memory {t['peak_rss_gib_after']:.2f} GiB")
     for name, d in r["data_beside_step"].items():
         modes = "".join(m for m, on in ((", bf16", d["bf16"]), (", channels_last", d["channels_last"])) if on)
         lines.append(f"data, one core, {name} ({d['data']}): {d['samples_per_s_one_core']:.0f} samples/s = "
@@ -543,9 +545,7 @@ def step_account(profile: Profile, batch: int, steps: int = 10) -> str:
 
     step, _ = train_step(profile, batch, True, True)
     probe = limit_probe(torch.bfloat16)
-    for _ in range(3):
-        step()
-    limit, _ = timed_with_limit(probe, [], 3)
+    limit, _ = timed_with_limit(probe, [step], 3)  # in turn with the step, unprofiled
     with profiler(activities=[ProfilerActivity.CPU], record_shapes=True) as prof:
         for _ in range(steps):
             step()
@@ -561,21 +561,24 @@ def step_account(profile: Profile, batch: int, steps: int = 10) -> str:
         lines.append(f"| {part} | {t / total:.1%} |")
     lines += [f"| everything else | {1 - counted / total:.1%} |", "",
               "| convolution (input; weight) | pass | ms a step | GFLOP/s | of limit |", "|---|---|---:|---:|---:|"]
+    # Each convolution found by its weight's shape: unique in DeepPoseNet (checked), not in every network.
     convs = {tuple(m.weight.shape): m for m in profile.stage1.build_model().modules() if isinstance(m, nn.Conv2d)}
+    if len(convs) != sum(isinstance(m, nn.Conv2d) for m in profile.stage1.build_model().modules()):
+        raise ValueError(f"{profile.name}: two convolutions share a weight shape; step_account cannot tell them apart")
     for e in prof.key_averages(group_by_input_shape=True):
         if e.key not in ("aten::mkldnn_convolution", "aten::convolution_backward"):
             continue
         forward = e.key == "aten::mkldnn_convolution"
         x, w = (e.input_shapes[0], e.input_shapes[1]) if forward else (e.input_shapes[1], e.input_shapes[2])
         conv = convs[tuple(w)]
-        oh, ow = ((size + 2 * pad - k) // stride + 1 for size, pad, k, stride in
-                  zip(x[2:], conv.padding, conv.kernel_size, conv.stride, strict=True))
+        oh, ow = ((size + 2 * pad - d * (k - 1) - 1) // stride + 1 for size, pad, k, stride, d in
+                  zip(x[2:], conv.padding, conv.kernel_size, conv.stride, conv.dilation, strict=True))
         flops = 2 * x[0] * oh * ow * w[0] * w[1] * w[2] * w[3] * valid_tap_fraction(conv, x[2:])  # as executed
         passes = 1 if forward or not conv.weight.requires_grad or x[1] == 3 else 2  # conv1: no input gradient
         ms = e.self_cpu_time_total / steps / 1000
         rate = passes * flops / (ms / 1000) / 1e9
         lines.append(f"| {tuple(x)}; {tuple(w)} | {'forward' if forward else 'backward'} | {ms:.2f} | {rate:.0f} | "
-                     f"{rate / limit.gflop_per_s:.0%} |")
+                     f"{share_text(rate / limit.gflop_per_s)} |")
     return "\n".join(lines)
 
 

@@ -6,7 +6,7 @@ a chain of dependent adds (one cycle each) because a virtual machine's /proc/cpu
 the boost clock the cores run at. And the fastest GEMM measured through the paths the model uses (oneDNN's
 linear and 1×1 convolution at large shapes, ``torch.matmul``). The limit is the larger of the two: a measured
 GEMM above the nominal figure would mean the table or the clock is wrong, and the bench says which bound
-applied. A figure above its limit is reported as a broken bound, never as a fraction above 100 %.
+applied. A figure above its limit is reported as a broken bound, never as a share above 100 % (``share_text``).
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ import functools
 import os
 import platform
 import re
+import shlex
 import shutil
 import subprocess
 import tempfile
@@ -29,18 +30,19 @@ import torch.nn.functional as F
 CPUINFO = Path("/proc/cpuinfo")
 CPUFREQ_MAX = Path("/sys/devices/system/cpu/cpu0/cpufreq/cpuinfo_max_freq")
 ADDS_PER_LOOP = 16
-# Sixteen dependent adds a loop iteration: each waits for the one before, one cycle apiece on every x86 core since
-# the Pentium 4, while the loop counter runs beside them on another port; so cycles = 16 × iterations.
+# Sixteen dependent register adds a loop iteration: each waits for the one before, one cycle apiece on the x86
+# cores of the last fifteen years, while the loop counter runs beside them on another port; so cycles = 16 ×
+# iterations. A register operand, not an immediate: some cores fold chains of immediate adds at rename.
 CLOCK_SOURCE = r"""
 #include <stdint.h>
-uint64_t dependent_adds(uint64_t n) {
+uint64_t dependent_adds(uint64_t n, uint64_t one) {
   uint64_t x = 0;
   for (uint64_t i = 0; i < n; i++) {
     __asm__ volatile(
-      "add $1, %0\n\tadd $1, %0\n\tadd $1, %0\n\tadd $1, %0\n\t"
-      "add $1, %0\n\tadd $1, %0\n\tadd $1, %0\n\tadd $1, %0\n\t"
-      "add $1, %0\n\tadd $1, %0\n\tadd $1, %0\n\tadd $1, %0\n\t"
-      "add $1, %0\n\tadd $1, %0\n\tadd $1, %0\n\tadd $1, %0\n\t" : "+r"(x));
+      "add %1, %0\n\tadd %1, %0\n\tadd %1, %0\n\tadd %1, %0\n\t"
+      "add %1, %0\n\tadd %1, %0\n\tadd %1, %0\n\tadd %1, %0\n\t"
+      "add %1, %0\n\tadd %1, %0\n\tadd %1, %0\n\tadd %1, %0\n\t"
+      "add %1, %0\n\tadd %1, %0\n\tadd %1, %0\n\tadd %1, %0\n\t" : "+r"(x) : "r"(one));
   }
   return x;
 }
@@ -58,8 +60,9 @@ class Cpu:
     listed_mhz: float  # the highest clock /proc/cpuinfo or cpufreq states (a VM's is its base clock)
 
 
-def read_cpu(cpuinfo: Path = CPUINFO) -> Cpu | None:
-    """The first processor of /proc/cpuinfo, or None where there is none (not Linux)."""
+def read_cpu(cpuinfo: Path = CPUINFO, cpufreq_max: Path = CPUFREQ_MAX) -> Cpu | None:
+    """The first processor of /proc/cpuinfo (and cpufreq's maximum clock where a kernel states one), or None where
+    there is no /proc/cpuinfo (not Linux)."""
     try:
         text = cpuinfo.read_text()
     except OSError:
@@ -70,7 +73,7 @@ def read_cpu(cpuinfo: Path = CPUINFO) -> Cpu | None:
         key, _, value = line.partition(":")
         fields[key.strip()] = value.strip()
     try:
-        mhz.append(int(CPUFREQ_MAX.read_text()) / 1000)
+        mhz.append(int(cpufreq_max.read_text()) / 1000)
     except (OSError, ValueError):
         pass
     family = fields.get("cpu family", "0")
@@ -95,8 +98,8 @@ def fma_datapath_bits(cpu: Cpu) -> int | None:
 
 def flops_per_cycle(cpu: Cpu, dtype: torch.dtype) -> int | None:
     """Peak FLOPs per cycle of one core: two a lane (multiply and add) over the FMA datapath; for bf16 twice the
-    fp32 figure with AVX-512 BF16 (a dot product of two bf16 pairs a lane), 2 048 with AMX (a 16×16×32 tile
-    multiply-add every 16 cycles), else the fp32 figure (bf16 is then converted and computed in fp32)."""
+    fp32 figure with AVX-512 BF16 (a dot product of two bf16 pairs a lane), 1 024 with AMX (a 16×16×32 tile
+    multiply-add, 16 384 FLOPs, every 16 cycles), else the fp32 figure (bf16 is converted and computed in fp32)."""
     bits = fma_datapath_bits(cpu)
     if bits is None:
         return None
@@ -105,29 +108,28 @@ def flops_per_cycle(cpu: Cpu, dtype: torch.dtype) -> int | None:
         return fp32
     if dtype == torch.bfloat16:
         if "amx_bf16" in cpu.flags:
-            return 2048
+            return 1024
         return 2 * fp32 if "avx512_bf16" in cpu.flags else fp32
     raise ValueError(f"no peak known for {dtype}")
 
 
 def clock_counter() -> Callable[[int], int] | None:
-    """The compiled dependent-add loop (``CLOCK_SOURCE``), or None without an x86 C compiler."""
-    compiler = shutil.which(os.environ.get("CC", "cc"))
-    if compiler is None or platform.machine() not in ("x86_64", "AMD64"):
+    """The compiled dependent-add loop (``CLOCK_SOURCE``) as ``counter(iterations)``, or None without an x86 C
+    compiler (``$CC``, else ``cc``)."""
+    command = shlex.split(os.environ.get("CC", "cc")) or ["cc"]
+    if shutil.which(command[0]) is None or platform.machine() not in ("x86_64", "AMD64"):
         return None
-    folder = Path(tempfile.mkdtemp(prefix="deeppose_clock_"))
-    source, library = folder / "clock.c", folder / "clock.so"
-    source.write_text(CLOCK_SOURCE)
-    try:
-        subprocess.run([compiler, "-O2", "-shared", "-fPIC", str(source), "-o", str(library)], check=True,
-                       capture_output=True, timeout=60)
-        fn = ctypes.CDLL(str(library)).dependent_adds
-    except (OSError, subprocess.SubprocessError):
-        return None
-    finally:
-        shutil.rmtree(folder, ignore_errors=True)  # the loaded library stays mapped
-    fn.argtypes, fn.restype = [ctypes.c_uint64], ctypes.c_uint64
-    return fn
+    with tempfile.TemporaryDirectory(prefix="deeppose_clock_") as folder:  # the loaded library stays mapped
+        source, library = Path(folder) / "clock.c", Path(folder) / "clock.so"
+        try:
+            source.write_text(CLOCK_SOURCE)
+            subprocess.run([*command, "-O2", "-shared", "-fPIC", str(source), "-o", str(library)], check=True,
+                           capture_output=True, timeout=60)
+            fn = ctypes.CDLL(str(library)).dependent_adds
+        except (OSError, subprocess.SubprocessError):
+            return None
+    fn.argtypes, fn.restype = [ctypes.c_uint64, ctypes.c_uint64], ctypes.c_uint64
+    return lambda iterations: fn(iterations, 1)
 
 
 def clock_probe(counter: Callable[[int], int], seconds: float = 0.02) -> tuple[Callable[[], object], int]:
@@ -143,8 +145,10 @@ def nominal_peak(cpu: Cpu | None, dtype: torch.dtype, cores: int, ghz: float) ->
 
 
 def cores_in_use() -> int:
-    """The cores torch's threads can occupy: its thread count, at most the CPUs this process may run on."""
-    return min(torch.get_num_threads(), len(os.sched_getaffinity(0)))
+    """The cores torch's threads can occupy: its thread count, at most the CPUs this process may run on (counting
+    hyperthreads as cores: an upper bound where two of them share one core's units)."""
+    affinity = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return min(torch.get_num_threads(), affinity)
 
 
 def gemms(dtype: torch.dtype, scale: int = 1) -> dict[str, tuple[Callable[[], object], int]]:
@@ -179,11 +183,9 @@ def limit_of(nominal: float | None, gemm_rates: dict[str, float], ghz: float | N
     return Limit(best, f"GEMM ({best_name})", nominal, best, ghz)
 
 
-def fraction_text(rate: float, limit: Limit) -> str:
-    """``rate`` as a share of ``limit`` for a table: at most 100 %, or a broken-bound warning, never above."""
-    if rate > limit.gflop_per_s:
-        return "ABOVE LIMIT"
-    return f"{rate / limit.gflop_per_s:.0%}"
+def share_text(fraction: float) -> str:
+    """A figure's share of its limit as a table prints it: at most 100 %; above, the limit is broken and says so."""
+    return "ABOVE LIMIT" if fraction > 1 else f"{fraction:.0%}"
 
 
 @dataclass
@@ -202,7 +204,10 @@ class LimitProbe:
 
     def limit(self, seconds: list[float]) -> Limit:
         """The limit from the best times of ``calls()``, in their order."""
-        rates = {name: flops / t / 1e9 for (name, (_, flops)), t in zip(self.gemms.items(), seconds, strict=False)}
+        if len(seconds) != len(self.calls()):
+            raise ValueError(f"limit: {len(seconds)} times for {len(self.calls())} calls")
+        rates = {name: flops / t / 1e9 for (name, (_, flops)), t in zip(self.gemms.items(), seconds[:len(self.gemms)],
+                                                                      strict=True)}
         listed = self.cpu.listed_mhz / 1000 if self.cpu else 0.0
         ghz = max(listed, self.clock[1] / seconds[len(self.gemms)] / 1e9) if self.clock else listed
         return limit_of(nominal_peak(self.cpu, self.dtype, self.cores, ghz), rates, ghz or None)

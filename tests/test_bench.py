@@ -40,12 +40,17 @@ def test_the_peer_epoch_and_the_package_epoch_train_on_the_same_files(tmp_path):
     bench.package_epoch(smoke, data)()
 
 
-def test_the_training_set_is_decoded_once_and_its_cache_measured():
+def test_the_training_set_is_decoded_once_and_its_cache_measured(monkeypatch):
     smoke = get_profile("smoke")
+    decoded = []
+    real = SyntheticPoses.load_image
+    monkeypatch.setattr(SyntheticPoses, "load_image", lambda self, i: decoded.append(i) or real(self, i))
     train, figures = bench.decoded_training_set(smoke, "synthetic")
-    assert figures["images"] == smoke.synthetic_train and figures["decode_s"] > 0
-    h, w = train[0].image.shape[:2]
-    assert figures["cache_gib"] * 2**30 >= figures["images"] * 0 + h * w * 4  # four bytes a pixel, every image
+    n = smoke.synthetic_train  # the synthetic training images (their dev split among them), each decoded once
+    assert figures["images"] == len(decoded) == len(set(decoded)) == n and figures["decode_s"] > 0
+    pixels = sum(train[i].image.shape[0] * train[i].image.shape[1] for i in range(len(train)))
+    pixels += sum(s.image.shape[0] * s.image.shape[1] for s in bench.load_data("synthetic", smoke, print).dev)
+    assert figures["cache_gib"] * 2**30 == 4 * pixels  # four bytes a pixel, every image
 
 
 def test_every_widget_redraw_is_timed():
