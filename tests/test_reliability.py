@@ -70,7 +70,7 @@ def test_a_checkpoint_of_another_network_is_refused_by_every_loader(tmp_path, ca
 
 def test_a_refiner_trained_with_another_sigma_is_refused(tmp_path, capsys):
     run = fake_run(tmp_path / "run")
-    other = fake_run(tmp_path / "other", sigma="1.0")
+    other = fake_run(tmp_path / "other", sigma="2.5")
     shutil.copy(other / "stage2.pt", run / "stage2.pt")
     err = one_line_error(capsys, ["evaluate", str(run)])
     assert "stage2.pt" in err and "sigma" in err
