@@ -27,6 +27,8 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+from .crops import usable_cores
+
 CPUINFO = Path("/proc/cpuinfo")
 CPUFREQ_MAX = Path("/sys/devices/system/cpu/cpu0/cpufreq/cpuinfo_max_freq")
 ADDS_PER_LOOP = 16
@@ -147,8 +149,7 @@ def nominal_peak(cpu: Cpu | None, dtype: torch.dtype, cores: int, ghz: float) ->
 def cores_in_use() -> int:
     """The cores torch's threads can occupy: its thread count, at most the CPUs this process may run on (counting
     hyperthreads as cores: an upper bound where two of them share one core's units)."""
-    affinity = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    return min(torch.get_num_threads(), affinity)
+    return min(torch.get_num_threads(), usable_cores())
 
 
 def gemms(dtype: torch.dtype, scale: int = 1) -> dict[str, tuple[Callable[[], object], int]]:
