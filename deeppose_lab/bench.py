@@ -36,14 +36,15 @@ from .datasets import Concat, ImageFiles, PoseDataset, load_lsp, lsp_available
 from .geometry import image_box, spare_channel_base
 from .limits import Limit, LimitProbe, flops_per_cycle, limit_probe, share_text
 from .model import DeepPoseNet
+from .number_format import measured_choice, training_step, use_bf16
 from .pipeline import cascade_for, train_stage1
 from .profiles import Profile, apply_overrides, get_profile
 from .rundir import read_run
 from .sample import ZERO_BASED_OFFSET
-from .skeleton import FLIP, NUM_JOINTS
+from .skeleton import FLIP
 from .splits import load_data
 from .synthetic import SyntheticPoses
-from .train import autocast, make_optimizer, pose_loss
+from .train import pose_loss
 
 
 def best_time(fn: Callable[[], object], repeats: int, warmup: int = 1) -> float:
@@ -135,24 +136,9 @@ def step_flops(model: DeepPoseNet, batch: int) -> int:
 
 
 def train_step(profile: Profile, batch: int, bf16: bool, channels_last: bool) -> tuple[Callable[[], None], int]:
-    """A full optimiser step (forward, loss, backward, update) on random crops, and its FLOPs."""
-    torch.manual_seed(0)
-    model = profile.stage1.build_model().train()
-    flops = step_flops(model, batch)
-    fmt = torch.channels_last if channels_last else torch.contiguous_format
-    model = model.to(memory_format=fmt)
-    opt = make_optimizer(model, profile.stage1)
-    x = torch.rand(batch, 3, model.input_size, model.input_size).contiguous(memory_format=fmt)
-    y, w = torch.rand(batch, NUM_JOINTS, 2) - 0.5, torch.ones(batch, NUM_JOINTS)
-
-    def step() -> None:
-        with autocast(bf16):
-            loss = pose_loss(model(x), y, w)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-
-    return step, flops
+    """A full optimiser step of stage 1 (``number_format.training_step``, as ``fit`` runs it), and its FLOPs."""
+    flops = step_flops(profile.stage1.build_model(pretrained=False).train(), batch)
+    return training_step(profile.stage1, batch, bf16, channels_last), flops
 
 
 def step_figures(profile: Profile, batch: int, bf16: bool, channels_last: bool, seconds: float, flops: int) -> dict:
@@ -344,9 +330,9 @@ def inference_latencies(profile: Profile, images: int, rounds: int = 5) -> dict:
     the cascade's FLOPs could take at that limit; plus the compiled cascade's first call (compiling)."""
     nets = (profile.stage1.build_model().eval(),
             [profile.refiner.build_model().eval() for _ in range(profile.stages - 1)])
-    cascades = {"fp32": cascade_for(profile.replace(bf16=False), *nets),
-                "bf16": cascade_for(profile.replace(bf16=True), *nets),
-                "bf16_compiled": cascade_for(profile.replace(bf16=True), *nets, compile=True)}
+    fp32, bf16 = profile.replace(number_format="fp32"), profile.replace(number_format="bf16")
+    cascades = {"fp32": cascade_for(fp32, *nets), "bf16": cascade_for(bf16, *nets),
+                "bf16_compiled": cascade_for(bf16, *nets, compile=True)}
     data = SyntheticPoses(images, seed=2)
     first = {}
     for mode, cascade in cascades.items():
@@ -433,12 +419,12 @@ def step_rows(profile: Profile, sizes: tuple[int, ...], repeats: int, probes: di
 
 def data_beside_step(profile: Profile, batch: int, repeats: int, data: PoseDataset | None, n: int) -> dict:
     """The one-core data pass over ``data`` against the step it feeds, timed in turn."""
-    fed, _ = train_step(profile, batch, profile.bf16, profile.channels_last)
+    fed, _ = train_step(profile, batch, use_bf16(profile), profile.channels_last)
     n = n if data is None else min(n, len(data))  # data_pass crops that many distinct samples
     data_s, fed_s = interleaved_best([data_pass(profile, n, data), fed], repeats)
     return {"data": "synthetic" if data is None else data.name, "samples_per_s_one_core": n / data_s,
             "step_images_per_s": batch / fed_s, "ratio": n / data_s / (batch / fed_s), "batch": batch,
-            "bf16": profile.bf16, "channels_last": profile.channels_last}
+            "bf16": use_bf16(profile), "channels_last": profile.channels_last}
 
 
 def run_all(quick: bool, run_dir: Path) -> dict:
@@ -453,7 +439,8 @@ def run_all(quick: bool, run_dir: Path) -> dict:
                  "flops_per_cycle": {name: None if cpu is None else flops_per_cycle(cpu, dt)
                                      for name, dt in (("fp32", torch.float32), ("bf16", torch.bfloat16))},
                  "limits": {name: asdict(timed_with_limit(probes[bf16], [], repeats)[0])
-                            for name, bf16 in (("fp32", False), ("bf16", True))}}
+                            for name, bf16 in (("fp32", False), ("bf16", True))},
+                 "number_format": number_format_choice(classroom)}
     steps, data = [], {}
     for profile, sizes in ((classroom, (32, 64, 128)), (paper, (8, 16) if quick else (16, 32))):
         sizes = sizes[:1] if quick else sizes
@@ -473,6 +460,13 @@ def run_all(quick: bool, run_dir: Path) -> dict:
                                              else SyntheticPoses(16, seed=4))
     out["time_to_accuracy"] = time_to_accuracy(run_dir)
     return out
+
+
+def number_format_choice(profile: Profile) -> dict:
+    """What ``number_format = "auto"`` takes here for ``profile``, and the step times it chose by."""
+    chosen, seconds = measured_choice(profile.stage1, profile.channels_last, torch.get_num_threads())
+    return {"profile": profile.name, "batch": profile.stage1.batch_size, "chosen": chosen,
+            "step_ms": {fmt: 1000 * s for fmt, s in seconds.items()}}
 
 
 def broken_bounds(r: dict) -> list[str]:
@@ -496,6 +490,9 @@ def table(r: dict) -> str:
              "fastest of matmul, linear, 1×1 convolution, where that was faster)",
              f"{'profile':10} {'batch':>5} {'mode':18} {'img/s':>8} {'GFLOP/s':>8} {'limit':>7} {'bound':>14} "
              f"{'of limit':>11}"]
+    nf = r["number_format"]
+    lines.append(f"number_format=auto takes {nf['chosen']} for the {nf['profile']} step (batch {nf['batch']}): "
+                 + (", ".join(f"{fmt} {ms:.0f} ms" for fmt, ms in nf["step_ms"].items()) or "not timed"))
     for s in r["train_steps"]:
         mode = "+".join(m for m, on in (("bf16", s["bf16"]), ("channels_last", s["channels_last"])) if on) or "fp32"
         lines.append(f"{s['profile']:10} {s['batch']:>5} {mode:18} {s['images_per_s']:8.1f} {s['gflop_per_s']:8.1f} "

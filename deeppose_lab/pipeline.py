@@ -26,12 +26,13 @@ from .crops import PersonCrops, inference_box, training_boxes
 from .datasets import Concat, ImageFiles, PoseDataset
 from .distributed import default_device, is_main
 from .drawing import draw_pose, save_png
-from .errors import ConfigError, RunError
+from .errors import ConfigError, DeepPoseError, RunError
 from .geometry import Augmentation, cascade_boxes, denormalise, normalise
 from .geometry import box_corners as geometry_corners
 from .images import image_paths
 from .metrics import pcp
 from .model import DeepPoseNet
+from .number_format import measured_choice, use_bf16
 from .profiles import Profile
 from .rundir import (
     Log,
@@ -54,7 +55,7 @@ Device = torch.device | str | None
 
 def fit_settings(profile: Profile, stage: int) -> FitSettings:
     """How ``fit`` trains ``stage``: its recipe plus the run-wide seed, validation interval and number formats."""
-    return FitSettings(profile.recipe(stage), seed=profile.seed, val_every=profile.val_every, bf16=profile.bf16,
+    return FitSettings(profile.recipe(stage), seed=profile.seed, val_every=profile.val_every, bf16=use_bf16(profile),
                        channels_last=profile.channels_last)
 
 
@@ -72,7 +73,8 @@ def train_run(run_dir: Path | str, profile: Profile, data: str = "auto", stages:
     with run_lock(run_dir) if is_main() else contextlib.nullcontext():
         splits = load_data(data, profile, log)  # first: a typo in --data must not leave a run.json behind
         check_trainable(splits, profile)
-        meta = agreed_start(run_dir, profile, data)
+        meta = agreed_start(run_dir, settled_number_format(run_dir, profile, log), data)
+        profile = profile.replace(number_format=meta["profile"]["number_format"])  # rank 0's choice, on every rank
         log(f"data {splits.name}: {len(splits.train)} training, {len(splits.dev)} dev (validation) and "
             f"{len(splits.test)} test images")
         if all(stage_complete(run_dir, s) for s in range(1, stages + 1)):
@@ -104,6 +106,25 @@ def train_run(run_dir: Path | str, profile: Profile, data: str = "auto", stages:
     return cascade
 
 
+def settled_number_format(run_dir: Path, profile: Profile, log: Log) -> Profile:
+    """``profile`` with ``number_format="auto"`` made bf16 or fp32 (on rank 0, which writes run.json): the format
+    a run already started with, else the faster of a few timed steps here. run.json keeps the choice, so a
+    resumed run, its evaluation and a notebook on another machine run the networks as they were trained."""
+    if profile.number_format != "auto" or not is_main():
+        return profile
+    try:
+        stored = run_profile(run_dir).number_format if (run_dir / "run.json").is_file() else "auto"
+    except DeepPoseError:
+        stored = "auto"  # start_run says what is wrong with it, or starts over where nothing was trained
+    if stored != "auto":
+        log(f"number format: {stored}, as this run started")
+        return profile.replace(number_format=stored)
+    chosen, seconds = measured_choice(profile.stage1, profile.channels_last, torch.get_num_threads())
+    timed = f" (a stage-1 training step here: {', '.join(f'{f} {1000 * s:.0f} ms' for f, s in seconds.items())})"
+    log(f"number format: {chosen}{timed if seconds else ''}")
+    return profile.replace(number_format=chosen)
+
+
 def check_trainable(splits: Splits, profile: Profile) -> None:
     """Refuse data that would train nothing (every joint hidden: a loss of 0 every epoch) or test nothing."""
     if profile.mask_hidden and not splits.train.visible.any():
@@ -129,7 +150,7 @@ def cascade_for(profile: Profile, stage1: nn.Module, refiners: list[nn.Module], 
     ``compile`` (``--compile`` on the command line) pays seconds per network up front for faster inference.
     """
     return Cascade(stage1, profile.stage1.input_size, refiners, profile.refiner.input_size, profile.sigma,
-                   profile.flip_test, profile.bf16, compile)
+                   profile.flip_test, use_bf16(profile), compile)
 
 
 def train_stage1(run_dir: Path, profile: Profile, train: PoseDataset, val: PoseDataset, progress: bool

@@ -14,7 +14,9 @@ What ``classroom`` changes from the paper, and why. Each choice was made on the 
 its numbers are in ``docs/accuracy.md`` (accuracy) and ``docs/performance.md`` (speed):
 
 - a 112 px input and half the channels: a far cheaper training step.
-- bf16 autocast for training and inference: faster on a CPU with bf16 matrix units, for the same accuracy.
+- ``number_format = "auto"``: bf16 autocast for training and inference where a few timed steps show it faster on
+  this machine, else fp32 (``number_format.py``): the classroom step ran 3.1× faster in bf16 on an Intel Xeon with
+  AMX, 1.5× on an AMD Zen 4, but 1.66× slower on an Intel Xeon with AVX-512 BF16 and no AMX; the same accuracy.
 - no LRN: PyTorch's LRN made the narrow network's CPU step several times slower (``model.ChannelLRN`` has
   since cut that cost; its accuracy in this profile has not been measured). BatchNorm was tried and lost PCP.
 - an L1 loss instead of the paper's squared L2: the squared loss is paid mostly on the joints it cannot place
@@ -37,9 +39,9 @@ its numbers are in ``docs/accuracy.md`` (accuracy) and ``docs/performance.md`` (
   stage 1's weights (``refine_init``), and learns from 4 000 of the training images (``refine_images``):
   every refiner crops 14 boxes an image, so on all 13 200 an epoch would cost as much as 14 of stage 1's.
 
-Speed options every profile shares: ``channels_last`` (weights and crops in NHWC order, oneDNN's fast layout),
-and ``bf16`` where the profile says so. ``make demo`` times the whole classroom cascade (the README has the
-numbers).
+Speed options every profile shares: ``channels_last`` (weights and crops in NHWC order, oneDNN's fast layout)
+and ``number_format`` (``auto``, ``bf16`` or ``fp32``). ``make demo`` times the whole classroom cascade (the README
+has the numbers).
 
 Loss masking: ``mask_hidden`` drops hidden joints from the loss. LSP labels its occluded joints with
 plausible positions, but LSP-extended's unannotated joints can lie anywhere, so every profile masks them.
@@ -62,6 +64,7 @@ from typing import Any
 from .errors import ConfigError
 from .geometry import Augmentation
 from .model import TORCHVISION_LAYOUT, TORCHVISION_MIN_INPUT, DeepPoseNet, pretrained_alexnet, weights_file
+from .number_format import FORMATS
 
 
 @dataclass(frozen=True)
@@ -173,7 +176,7 @@ class Profile:
     synthetic_train: int = 2000
     synthetic_test: int = 500
     # speed options (measured in `make bench`)
-    bf16: bool = True
+    number_format: str = "auto"  # "bf16" (autocast), "fp32", or "auto": the faster here (number_format.py)
     channels_last: bool = True  # weights and crops in NHWC order: oneDNN's faster layout, most of all in bf16
     threads: int = 0  # 0: leave torch's default
 
@@ -195,7 +198,7 @@ class Profile:
         """
         if not isinstance(d, dict):
             raise ConfigError(f"a profile must be a mapping of fields, got {type(d).__name__}")
-        d = nest_legacy_fields(d)
+        d = legacy_number_format(nest_legacy_fields(d))
         # Only a dict (from to_dict / JSON) is converted: a missing key keeps the profile's default augmentation
         # and an Augmentation instance is kept as it is; None means no augmentation.
         if isinstance(d.get("augment"), dict):
@@ -235,6 +238,17 @@ def nest_legacy_fields(d: dict) -> dict:
     return out
 
 
+def legacy_number_format(d: dict) -> dict:
+    """A run.json from before ``number_format`` stored ``bf16: true/false``: the same choice, named (a copy)."""
+    if "bf16" not in d:
+        return d
+    out = {k: v for k, v in d.items() if k != "bf16"}
+    if not isinstance(d["bf16"], bool):
+        raise ConfigError(f"profile field bf16 (now number_format) must be true or false, got {d['bf16']!r}")
+    out.setdefault("number_format", "bf16" if d["bf16"] else "fp32")
+    return out
+
+
 def recipe_from_dict(name: str, d: dict, default: StageRecipe) -> StageRecipe:
     """One recipe from JSON, every field type-checked; missing fields keep ``default``'s values."""
     check_fields(d, default, f"{name}.")
@@ -269,7 +283,7 @@ PAPER_NET = {"input_size": 220, "width": 1.0, "dropout": 0.6, "lrn": True, "opti
 PROFILES: dict[str, Profile] = {
     "smoke": Profile(
         name="smoke", stage1=StageRecipe(**SMOKE_NET, epochs=2), refiner=StageRecipe(**SMOKE_NET, epochs=1, lr=3e-4),
-        flip_test=False, val_every=1, val_images=16, stages=2, boxes_per_joint=1, bf16=False,
+        flip_test=False, val_every=1, val_images=16, stages=2, boxes_per_joint=1, number_format="fp32",
         synthetic_train=64, synthetic_test=16,
     ),
     "classroom": Profile(),
@@ -277,7 +291,8 @@ PROFILES: dict[str, Profile] = {
         name="paper", stage1=StageRecipe(**PAPER_NET, epochs=100), refiner=StageRecipe(**PAPER_NET, epochs=20),
         train_box="auto", box_margin=0.16, flip_test=False,
         augment=Augmentation(shift=0.05, scale=0.1, rotate=0.0, flip=True, colour=0.1),
-        stages=3, sigma=2.0, boxes_per_joint=40, refine_init="scratch", bf16=False, lsp_repeats=1, refine_images=0,
+        stages=3, sigma=2.0, boxes_per_joint=40, refine_init="scratch", number_format="fp32", lsp_repeats=1,
+        refine_images=0,
         synthetic_train=10000, synthetic_test=1000,
     ),
 }
@@ -301,6 +316,9 @@ def apply_overrides(profile: Profile, overrides: dict[str, object]) -> Profile:
     groups = {f.name for f in dataclasses.fields(Profile) if dataclasses.is_dataclass(getattr(profile, f.name))}
     changes: dict[str, object] = {}
     for key, value in overrides.items():
+        if key == "bf16":  # before number_format: --set bf16=yes / no
+            value = convert(key, value, True) if isinstance(value, str) else value
+            key, value = "number_format", "bf16" if value else "fp32"
         for target in legacy_targets(key) or [key]:
             group, dot, name = target.partition(".")
             if not dot and group in groups and not isinstance(value, str):  # a whole Augmentation / StageRecipe
@@ -373,6 +391,8 @@ def validate(p: Profile, stored: bool = False) -> None:
         raise ConfigError(f"refine_init must be previous or scratch, got {p.refine_init!r}")
     if p.refine_init == "previous":
         check_refiner_fits_stage1(p)
+    if p.number_format not in FORMATS:
+        raise ConfigError(f"number_format must be one of {', '.join(FORMATS)}, got {p.number_format!r}")
     if p.train_box not in ("image", "person", "auto"):
         raise ConfigError(f"train_box must be image, person or auto, got {p.train_box!r}")
 

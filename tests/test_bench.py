@@ -114,6 +114,8 @@ def result(step_fraction: float = 0.625, inference_fraction: float = 0.5) -> dic
     limit = {"gflop_per_s": 800.0, "bound": "nominal", "nominal": 800.0, "best_gemm": 700.0, "ghz": 3.6}
     return {"threads": 2, "cores": 2, "flops_per_cycle": {"fp32": 32, "bf16": 64},
             "limits": {"fp32": limit, "bf16": limit}, "train_steps": [step],
+            "number_format": {"profile": "classroom", "batch": 64, "chosen": "bf16",
+                              "step_ms": {"fp32": 183.4, "bf16": 60.0}},
             "training_set": {"data": "lsp-train+lspet", "images": 11000, "decode_s": 9.5, "ms_per_image": 0.86,
                              "cache_gib": 3.3, "peak_rss_gib_before": 1.0, "peak_rss_gib_after": 4.5},
             "data_beside_step": {"classroom": {"data": "synthetic", "samples_per_s_one_core": 5000.0,
@@ -133,7 +135,7 @@ def test_the_table_prints_every_figure_of_a_result():
     text = bench.table(result())
     for figure in ("62%", "5.0× the step it feeds", "bf16_compiled 99.0", "12 s", "at least 50.0 ms",
                    "11000 images in 9.5 s", "3.30 GiB", "plain PyTorch", "6.0×", "box_picker 31 / 35",
-                   "no finished `make demo`"):
+                   "no finished `make demo`", "auto takes bf16", "fp32 183 ms, bf16 60 ms"):
         assert figure in text
     assert "BROKEN" not in text and not bench.broken_bounds(result())
 

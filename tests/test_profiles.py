@@ -51,7 +51,7 @@ def test_overrides_convert_strings_to_the_field_type():
                     refine_init="scratch")
     assert p.stage1.input_size == 96 and isinstance(p.stage1.input_size, int)
     assert p.stage1.lr == 0.01 and isinstance(p.stage1.lr, float)
-    assert p.bf16 is True and p.channels_last is False
+    assert p.number_format == "bf16" and p.channels_last is False  # bf16=yes: the name before number_format
     assert p.stage1.optimizer == p.refiner.optimizer == "sgd" and p.sigma == 1.5
     assert get_profile("smoke").stage1.input_size == 64  # the preset itself is untouched
     q = get_profile("smoke", epochs=5, lr=1)  # non-strings pass through
@@ -63,6 +63,7 @@ def test_overrides_convert_strings_to_the_field_type():
     ("input_size", "64.5", "must be a int"),
     ("lr", "fast", "must be a float"),
     ("bf16", "maybe", "true or false"),
+    ("number_format", "fp16", "auto, bf16, fp32"),
     ("augment", "none", "cannot be set from the command line"),
     ("stage1", "fast", "cannot be set from the command line"),
     ("refiner.lr", "fast", "must be a float"),

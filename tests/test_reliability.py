@@ -286,9 +286,10 @@ def pristine(tmp_path_factory):
 
 MUTATIONS = st.one_of(
     st.tuples(st.just("profile"), st.sampled_from(["sigma", "stages", "flip_test", "seed", "name", "stage1",
-                                                    "refiner", "augment", "bf16", "train_box"]),
+                                                    "refiner", "augment", "bf16", "number_format",
+                                                    "train_box"]),
               st.one_of(st.none(), st.booleans(), st.integers(-3, 300), st.floats(allow_nan=True),
-                        st.text(max_size=5), st.just({}), st.just([]))),
+                        st.text(max_size=5), st.just({}), st.just([]), st.sampled_from(["auto", "bf16", "fp32"]))),
     st.tuples(st.just("recipe"), st.sampled_from(["stage1", "refiner"]),
               st.sampled_from(["input_size", "width", "dropout", "lrn", "batchnorm", "loss", "epochs", "speed"]),
               st.one_of(st.none(), st.booleans(), st.integers(-3, 300), st.floats(allow_nan=True),
@@ -349,7 +350,7 @@ def test_a_mutated_run_folder_gives_one_line_or_the_intended_result(pristine, tm
 
 
 # Fields of run.json that choose how the cascade is RUN, not what it learned: a new valid value changes the numbers.
-TEST_TIME_CHOICES = {("profile", "flip_test"), ("profile", "bf16")}
+TEST_TIME_CHOICES = {("profile", "flip_test"), ("profile", "number_format")}
 # ... and fields that choose the test images (the synthetic people are drawn from the seed): other data, other numbers.
 DATA_CHOICES = {("profile", "seed")}
 

@@ -1,0 +1,91 @@
+"""bf16 or fp32: the number format a run trains and infers in, chosen by timing this machine.
+
+bf16 autocast pays only where oneDNN has bf16 dot-product or matrix units to run it on; elsewhere it adds casts
+and emulation to every layer. The classroom step (batch 64, 112 px) measured both ways (docs/performance.md):
+an Intel Xeon with AMX runs it 3.1× faster in bf16, an AMD EPYC (Zen 4, AVX-512 BF16) 1.5× faster, an Intel Xeon
+(model 207, AVX-512 BF16 exposed but no AMX) 1.66× slower, and a laptop CPU without AVX-512 has no bf16
+arithmetic at all. So ``number_format = "auto"`` (the classroom's) times a few training steps of stage 1's network
+in each format and takes bf16 only where it is faster by ``BF16_MARGIN``; the run records the format it took in
+run.json, so a resumed run and its evaluation use the same one (``pipeline.settled_number_format``).
+"""
+
+from __future__ import annotations
+
+import functools
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+import torch
+
+from .skeleton import NUM_JOINTS
+
+if TYPE_CHECKING:
+    from .profiles import Profile, StageRecipe
+
+FORMATS = ("auto", "bf16", "fp32")
+BF16_MARGIN = 1.1  # bf16 must train this much faster: near a tie, fp32's extra precision is worth more
+
+
+def use_bf16(profile: Profile) -> bool:
+    """Whether ``profile`` trains and infers in bf16; ``"auto"`` measures (once per network and machine)."""
+    if profile.number_format == "auto":
+        return chosen_format(profile) == "bf16"
+    return profile.number_format == "bf16"
+
+
+def chosen_format(profile: Profile) -> str:
+    """``"bf16"`` or ``"fp32"``: what ``"auto"`` takes for this profile's stage-1 network on this machine."""
+    return measured_choice(profile.stage1, profile.channels_last, torch.get_num_threads())[0]
+
+
+@functools.cache
+def measured_choice(recipe: StageRecipe, channels_last: bool, threads: int) -> tuple[str, dict[str, float]]:
+    """The faster format of one training step of ``recipe``'s network, and the seconds a step took in each.
+
+    On a GPU: bf16 where the GPU supports it (no timing). On a CPU whose oneDNN has no bf16 kernels: fp32."""
+    if torch.cuda.is_available():
+        return ("bf16" if torch.cuda.is_bf16_supported() else "fp32"), {}
+    if not torch.ops.mkldnn._is_mkldnn_bf16_supported():
+        return "fp32", {}
+    seconds = step_seconds(recipe, channels_last)
+    faster = seconds["fp32"] / seconds["bf16"] >= BF16_MARGIN
+    return ("bf16" if faster else "fp32"), seconds
+
+
+def step_seconds(recipe: StageRecipe, channels_last: bool, rounds: int = 3) -> dict[str, float]:
+    """Best seconds of one optimiser step in each format, alternated (this machine's speed drifts)."""
+    with torch.random.fork_rng():  # the run's own seeds must not depend on whether it measured
+        steps = {fmt: training_step(recipe, recipe.batch_size, fmt == "bf16", channels_last)
+                 for fmt in ("fp32", "bf16")}
+        for step in steps.values():
+            step()  # oneDNN picks and caches its kernels on the first call
+        best = dict.fromkeys(steps, float("inf"))
+        for _ in range(rounds):
+            for fmt, step in steps.items():
+                tic = time.perf_counter()
+                step()
+                best[fmt] = min(best[fmt], time.perf_counter() - tic)
+    return best
+
+
+def training_step(recipe: StageRecipe, batch: int, bf16: bool, channels_last: bool) -> Callable[[], None]:
+    """One full optimiser step (forward, loss, backward, update) of ``recipe``'s network on random crops, as
+    ``train.fit`` runs it: the timing ``measured_choice`` and ``make bench`` rest on."""
+    from .train import autocast, make_optimizer, pose_loss  # train imports profiles, which imports this module
+
+    torch.manual_seed(0)
+    fmt = torch.channels_last if channels_last else torch.contiguous_format
+    model = recipe.build_model(pretrained=False).train().to(memory_format=fmt)
+    opt = make_optimizer(model, recipe)
+    x = torch.rand(batch, 3, model.input_size, model.input_size).contiguous(memory_format=fmt)
+    y, w = torch.rand(batch, NUM_JOINTS, 2) - 0.5, torch.ones(batch, NUM_JOINTS)
+
+    def step() -> None:
+        with autocast(bf16):
+            loss = pose_loss(model(x), y, w, recipe.loss)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+
+    return step
