@@ -74,7 +74,8 @@ def train_run(run_dir: Path | str, profile: Profile, data: str = "auto", stages:
         splits = load_data(data, profile, log)  # first: a typo in --data must not leave a run.json behind
         check_trainable(splits, profile)
         meta = agreed_start(run_dir, settled_number_format(run_dir, profile, log), data)
-        profile = profile.replace(number_format=meta["profile"]["number_format"])  # rank 0's choice, on every rank
+        # rank 0's choice, on every rank (from run.json: an old one names it as a bf16 flag)
+        profile = profile.replace(number_format=Profile.from_dict(meta["profile"]).number_format)
         log(f"data {splits.name}: {len(splits.train)} training, {len(splits.dev)} dev (validation) and "
             f"{len(splits.test)} test images")
         if all(stage_complete(run_dir, s) for s in range(1, stages + 1)):

@@ -99,3 +99,17 @@ def test_an_old_run_json_with_a_bf16_flag_loads_as_its_number_format():
 def test_an_unknown_format_is_refused_by_name():
     with pytest.raises(ConfigError, match="number_format must be one of auto, bf16, fp32, got 'fp16'"):
         get_profile("classroom", number_format="fp16")
+
+
+def test_a_run_trained_before_number_format_resumes_in_the_format_its_flag_names(tmp_path, timed):
+    profile = get_profile("smoke", **TINY, number_format="fp32")
+    pipeline.train_run(tmp_path / "run", profile, "synthetic", stages=1, progress=False, log=lambda m: None)
+    path = tmp_path / "run" / "run.json"
+    meta = json.loads(path.read_text())
+    del meta["profile"]["number_format"]
+    meta["profile"]["bf16"] = False  # as run.json stored it before
+    path.write_text(json.dumps(meta))
+    logs = []
+    pipeline.train_run(tmp_path / "run", profile.replace(number_format="auto"), "synthetic", progress=False,
+                       log=logs.append)
+    assert "number format: fp32, as this run started" in logs and "2" in json.loads(path.read_text())["stages"]
