@@ -160,7 +160,8 @@ def test_a_flat_run_file_from_before_recipes_loads_as_the_same_profile():
            "optimizer": "adam", "loss": "l1", "lr": 0.001, "weight_decay": 0.05, "schedule": "cosine",
            "batch_size": 64, "epochs": 20, "refine_input_size": 112, "refine_width": 0.5, "refine_epochs": 2,
            "refine_lr": 0.0003, "stages": 3}
-    assert Profile.from_dict(old) == get_profile("classroom", refine_epochs="2", stages="3")  # the recipe then
+    then = get_profile("classroom", refine_epochs="2", stages="3", **{"refiner.dropout": "0.2"})  # the recipe then
+    assert Profile.from_dict(old) == then
     with pytest.raises(ValueError, match=r"refiner.lr must be a float"):
         Profile.from_dict({**old, "refine_lr": "fast"})
     with pytest.raises(ValueError, match=r"unknown profile fields \['stage1.speed'\]"):
