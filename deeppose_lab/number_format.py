@@ -2,7 +2,7 @@
 
 bf16 autocast pays only where oneDNN has bf16 dot-product or matrix units to run it on; elsewhere it adds casts
 and emulation to every layer. The classroom step (batch 64, 112 px) measured both ways (docs/performance.md):
-an Intel Xeon with AMX runs it 3.1× faster in bf16, an AMD EPYC (Zen 4, AVX-512 BF16) 1.5× faster, an Intel Xeon
+an Intel Xeon with AMX runs it 2.2–3.1× faster in bf16, an AMD EPYC (Zen 4, AVX-512 BF16) 1.5× faster, an Intel Xeon
 (model 207, AVX-512 BF16 exposed but no AMX) 1.66× slower, and a laptop CPU without AVX-512 has no bf16
 arithmetic at all. So ``number_format = "auto"`` (the classroom's) times a few training steps of stage 1's network
 in each format and takes bf16 only where it is faster by ``BF16_MARGIN``; the run records the format it took in

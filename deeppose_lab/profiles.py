@@ -15,8 +15,8 @@ its numbers are in ``docs/accuracy.md`` (accuracy) and ``docs/performance.md`` (
 
 - a 112 px input and half the channels: a far cheaper training step.
 - ``number_format = "auto"``: bf16 autocast for training and inference where a few timed steps show it faster on
-  this machine, else fp32 (``number_format.py``): the classroom step ran 3.1× faster in bf16 on an Intel Xeon with
-  AMX, 1.5× on an AMD Zen 4, but 1.66× slower on an Intel Xeon with AVX-512 BF16 and no AMX; the same accuracy.
+  this machine, else fp32 (``number_format.py``): the classroom step ran 2.2–3.1× faster in bf16 on an Intel Xeon with
+  AMX, 1.5× on an AMD Zen 4, but 1.66× slower on an Intel Xeon with AVX-512 BF16 and no AMX.
 - no LRN: PyTorch's LRN made the narrow network's CPU step several times slower (``model.ChannelLRN`` has
   since cut that cost; its accuracy in this profile has not been measured). BatchNorm was tried and lost PCP.
 - an L1 loss instead of the paper's squared L2: the squared loss is paid mostly on the joints it cannot place
