@@ -36,7 +36,7 @@ from .datasets import Concat, ImageFiles, PoseDataset, load_lsp, lsp_available
 from .geometry import image_box, spare_channel_base
 from .limits import Limit, LimitProbe, flops_per_cycle, limit_probe, share_text
 from .model import DeepPoseNet
-from .number_format import measured_choice, training_step, use_bf16
+from .number_format import auto_choice, training_step, use_bf16
 from .pipeline import cascade_for, train_stage1
 from .profiles import Profile, apply_overrides, get_profile
 from .rundir import read_run
@@ -464,7 +464,7 @@ def run_all(quick: bool, run_dir: Path) -> dict:
 
 def number_format_choice(profile: Profile) -> dict:
     """What ``number_format = "auto"`` takes here for ``profile``, and the step times it chose by."""
-    chosen, seconds = measured_choice(profile.stage1, profile.channels_last, torch.get_num_threads())
+    chosen, seconds = auto_choice(profile)
     return {"profile": profile.name, "batch": profile.stage1.batch_size, "chosen": chosen,
             "step_ms": {fmt: 1000 * s for fmt, s in seconds.items()}}
 

@@ -36,7 +36,12 @@ def use_bf16(profile: Profile) -> bool:
 
 def chosen_format(profile: Profile) -> str:
     """``"bf16"`` or ``"fp32"``: what ``"auto"`` takes for this profile's stage-1 network on this machine."""
-    return measured_choice(profile.stage1, profile.channels_last, torch.get_num_threads())[0]
+    return auto_choice(profile)[0]
+
+
+def auto_choice(profile: Profile) -> tuple[str, dict[str, float]]:
+    """``measured_choice`` for ``profile``'s stage 1, its layout and the threads torch uses now."""
+    return measured_choice(profile.stage1, profile.channels_last, torch.get_num_threads())
 
 
 @functools.cache

@@ -32,7 +32,7 @@ from .geometry import box_corners as geometry_corners
 from .images import image_paths
 from .metrics import pcp
 from .model import DeepPoseNet
-from .number_format import measured_choice, use_bf16
+from .number_format import auto_choice, use_bf16
 from .profiles import Profile
 from .rundir import (
     Log,
@@ -120,7 +120,7 @@ def settled_number_format(run_dir: Path, profile: Profile, log: Log) -> Profile:
     if stored != "auto":
         log(f"number format: {stored}, as this run started")
         return profile.replace(number_format=stored)
-    chosen, seconds = measured_choice(profile.stage1, profile.channels_last, torch.get_num_threads())
+    chosen, seconds = auto_choice(profile)
     timed = f" (a stage-1 training step here: {', '.join(f'{f} {1000 * s:.0f} ms' for f, s in seconds.items())})"
     log(f"number format: {chosen}{timed if seconds else ''}")
     return profile.replace(number_format=chosen)
