@@ -38,8 +38,11 @@ its numbers are in ``docs/accuracy.md`` (accuracy) and ``docs/performance.md`` (
   twice the detail; on the dev split stage 2 gained 0.364 strict against 0.343 (σ = 1.5: 0.361, 0.75: 0.358),
   lower arms 0.112 against 0.073, wrists' ``PDJ@0.2`` 0.195 against 0.135.
 - the refiner sees 112 px crops of the σ·diam box (a finer view than stage 1's whole image), starts from
-  stage 1's weights (``refine_init``), and learns from 4 000 of the training images (``refine_images``):
-  every refiner crops 14 boxes an image, so on all 13 200 an epoch would cost as much as 14 of stage 1's.
+  stage 1's weights (``refine_init``), and learns from 2 000 of the training images (``refine_images``), two
+  simulated boxes per joint each (``boxes_per_joint``): every refiner crops 14 boxes an image and box, so on all
+  13 200 an epoch would cost as much as 14 of stage 1's. Against 4 000 images with one box each (the same crops),
+  on the dev split (trial R): stage 2 0.374 strict against 0.369, loose 0.479 against 0.473, wrists' ``PDJ@0.2``
+  0.203 against 0.185, ``PDJ@0.1`` 0.178 against 0.186.
 
 Speed options every profile shares: ``channels_last`` (weights and crops in NHWC order, oneDNN's fast layout)
 and ``number_format`` (``auto``, ``bf16`` or ``fp32``). ``make demo`` times the whole classroom cascade (the README
@@ -170,8 +173,8 @@ class Profile:
     # cascade
     stages: int = 2
     sigma: float = 1.0  # the refiner's box: σ × the pose's diameter (paper: 2; dev-split trials M, N, O)
-    boxes_per_joint: int = 1  # simulated boxes per joint per image per epoch (paper: 40 in all)
-    refine_images: int = 4000  # training images the refiners learn from (0: all; else a fixed random subset)
+    boxes_per_joint: int = 2  # simulated boxes per joint per image per epoch (paper: 40 in all; trial R)
+    refine_images: int = 2000  # training images the refiners learn from (0: all; else a fixed random subset)
     refine_init: str = "previous"  # "previous": stage s starts from stage s−1's weights; "scratch": random
     # data
     lsp_repeats: int = 4  # with --data lsp: LSP's training images appear this many times an epoch beside LSP-extended
