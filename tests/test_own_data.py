@@ -179,3 +179,16 @@ def test_hog_finds_a_pasted_lsp_person(lsp_root: Path) -> None:
         truth[2:] = truth[2:].max()
         hits += box is not None and framing.box_iou(box, truth) > 0.5
     assert hits >= 12  # on the dev split 84 % overlap the true box by more than half (docs/framing.md)
+
+
+def test_loss_by_overlap_splits_the_framing_loss_between_missed_and_imperfect_boxes() -> None:
+    truth = SyntheticPoses(8, seed=4).joints.astype(float)
+    found = truth.copy()
+    found[:2] += 500.0  # two missed people: every limb wrong
+    iou = np.array([0.1, 0.2, 0.8, 0.9, 0.6, 0.65, 1.0, 0.75])
+    rows = framing.loss_by_overlap(iou, truth, found, truth)
+    assert [(r["low"], r["scenes"]) for r in rows] == [(0.0, 2), (0.5, 2), (0.7, 4)]  # the 0.3-0.5 bin is empty
+    missed = rows[0]
+    assert missed["truth"] == 1.0 and missed["found"] == 0.0
+    assert missed["share_of_loss"] == pytest.approx(1.0)  # all of the loss is in the missed bin
+    assert sum(r["share_of_loss"] for r in rows) == pytest.approx(1.0)
