@@ -43,10 +43,11 @@ from deeppose_lab.model import (
 from deeppose_lab.profiles import Profile, StageRecipe, get_profile
 
 IMAGENET_SETS = {"stage1.init": "imagenet", "stage1.lrn": "false"}  # the paper profile's stage 1 from ImageNet
-# DeepPoseNet.config of the presets' recipes before ``init`` existed (printed by the code of that time)
+# DeepPoseNet.config of the presets' recipes before ``init`` existed (printed by the code of that time; the classroom's
+# dropout has been 0 since trial U)
 PAPER_CHANNELS = (96, 256, 384, 384, 256)
 CONFIG_BEFORE = {
-    "classroom": {"num_joints": 14, "input_size": 112, "width": 0.5, "dropout": 0.2, "lrn": False,
+    "classroom": {"num_joints": 14, "input_size": 112, "width": 0.5, "dropout": 0.0, "lrn": False,
                   "channels": PAPER_CHANNELS, "hidden": 4096, "conv1_padding": 4, "ceil_pool": True,
                   "adaptive_pool": None, "batchnorm": False},
     "paper": {"num_joints": 14, "input_size": 220, "width": 1.0, "dropout": 0.6, "lrn": True,
