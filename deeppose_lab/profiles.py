@@ -31,7 +31,7 @@ its numbers are in ``docs/accuracy.md`` (accuracy) and ``docs/performance.md`` (
 - no dropout (the paper's 0.6) and rotations of ±15°: at 20 epochs the network underfits. Dev split: 0.2
   rather than 0.5 gained +0.03 strict (trial F); the refiner without it, stage 2 0.369 against 0.363 (trial Q);
   stage 1 without it, stage 2 level on strict (0.398 against 0.399) with loose 0.511 against 0.500, ``PDJ@0.1``
-  0.219 against 0.206, wrists 0.238 against 0.228, upper arms 0.328 against 0.355 (trial U).
+  0.219 against 0.206, wrists 0.237 against 0.228, upper arms 0.328 against 0.355 (trial U).
 - flip averaging at test time (``flip_test``) for every stage.
 - two stages, not the paper's three, the refiner trained for 4 epochs: in the same minutes as three stages of
   2 epochs each, stage 2 gained more on the dev split, and a third stage of 4 epochs sharpened the joints it
