@@ -143,7 +143,7 @@ def test_one_augmentation_range_can_be_set_by_name():
 def test_each_stage_has_one_recipe_and_one_builder():
     p = get_profile("classroom", **{"refiner.dropout": "0.1", "stage1.epochs": "7"})
     assert p.recipe(1) is p.stage1 and p.recipe(2) is p.recipe(3) is p.refiner
-    assert (p.stage1.epochs, p.refiner.epochs, p.stage1.dropout, p.refiner.dropout) == (7, 4, 0.2, 0.1)
+    assert (p.stage1.epochs, p.refiner.epochs, p.stage1.dropout, p.refiner.dropout) == (7, 4, 0.0, 0.1)
     net = p.refiner.build_model()
     assert {k: net.config[k] for k in p.refiner.network()} == p.refiner.network()
 
@@ -160,7 +160,7 @@ def test_a_flat_run_file_from_before_recipes_loads_as_the_same_profile():
            "optimizer": "adam", "loss": "l1", "lr": 0.001, "weight_decay": 0.05, "schedule": "cosine",
            "batch_size": 64, "epochs": 20, "refine_input_size": 112, "refine_width": 0.5, "refine_epochs": 2,
            "refine_lr": 0.0003, "stages": 3}
-    then = get_profile("classroom", refine_epochs="2", stages="3", **{"refiner.dropout": "0.2"})  # the recipe then
+    then = get_profile("classroom", refine_epochs="2", stages="3", dropout="0.2")  # the recipe then
     assert Profile.from_dict(old) == then
     with pytest.raises(ValueError, match=r"refiner.lr must be a float"):
         Profile.from_dict({**old, "refine_lr": "fast"})
