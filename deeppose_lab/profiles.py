@@ -28,7 +28,7 @@ its numbers are in ``docs/accuracy.md`` (accuracy) and ``docs/performance.md`` (
   +0.07 strict over once on stage 1, trial E; eight +0.025 over four at stage 2, trial T).
 - AdamW with a one-epoch warm-up and a cosine decay: AdaGrad from scratch stayed at the mean pose for many
   epochs.
-- no dropout (the paper's 0.6) and rotations of ±15°: at 20 epochs the network underfits. Dev split: 0.2
+- no dropout (the paper has 0.6) and rotations of ±15°: at 20 epochs the network underfits. Dev split: 0.2
   rather than 0.5 gained +0.03 strict (trial F); the refiner without it, stage 2 0.369 against 0.363 (trial Q);
   stage 1 without it, stage 2 level on strict (0.398 against 0.399) with loose 0.511 against 0.500, ``PDJ@0.1``
   0.219 against 0.206, wrists 0.237 against 0.228, upper arms 0.328 against 0.355 (trial U).
