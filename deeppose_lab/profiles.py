@@ -96,7 +96,7 @@ class StageRecipe:
     # network
     input_size: int = 112
     width: float = 0.5
-    dropout: float = 0.0  # the classroom's, both stages: it underfits at 20 epochs (trials F, Q, U)
+    dropout: float = 0.0  # the classroom's, stage 1 and the refiners: it underfits at 20 epochs (trials F, Q, U)
     lrn: bool = False
     batchnorm: bool = False  # BatchNorm after every convolution (not in the paper)
     init: str = "random"  # "random", "imagenet" or a torchvision AlexNet .pth file: torchvision's layout (see above)
