@@ -412,9 +412,12 @@ def validate(p: Profile, stored: bool = False) -> None:
 
 
 def check_refiner_fits_stage1(p: Profile) -> None:
-    """With ``refine_init=previous`` the refiner starts as a copy of stage 1, so its weights must have their shapes."""
+    """With ``refine_init=previous`` the refiner starts as a copy of stage 1, so its weights must have their shapes.
+
+    The input size may differ where the last feature map keeps its size (stage 1 at 112 px, refiners at 96)."""
     shape = ("input_size", "width", "lrn", "batchnorm", "layout")  # what decides the weights' shapes
-    if all(getattr(p.stage1, k) == getattr(p.refiner, k) for k in shape):
+    if all(getattr(p.stage1, k) == getattr(p.refiner, k) for k in shape[1:]) and weight_shapes(
+            p.stage1) == weight_shapes(p.refiner):
         return
     mine = {k: getattr(p.refiner, k) for k in shape}
     theirs = {k: getattr(p.stage1, k) for k in shape}
@@ -425,6 +428,11 @@ def check_refiner_fits_stage1(p: Profile) -> None:
                 f"replaced by stage 1's)")
     raise ConfigError(f"refine_init=previous copies stage 1's weights, so the refiner's network must have stage "
                       f"1's shape {theirs}, got {mine}{hint}; or set refine_init=scratch")
+
+
+def weight_shapes(r: StageRecipe) -> dict[str, tuple[int, ...]]:
+    """The shape of every weight of the network ``r`` builds (random weights: nothing is read)."""
+    return {k: tuple(v.shape) for k, v in r.build_model(pretrained=False).state_dict().items()}
 
 
 def check_init_network(name: str, r: StageRecipe) -> None:

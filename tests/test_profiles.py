@@ -173,3 +173,7 @@ def test_refine_init_previous_needs_a_refiner_of_stage_1s_shape():
         get_profile("classroom", **{"refiner.width": "0.25"})
     assert get_profile("classroom", refine_init="scratch", **{"refiner.width": "0.25"}).refiner.width == 0.25
     assert get_profile("classroom", **{"refiner.dropout": "0.5"}).refiner.dropout == 0.5  # no weights: allowed
+    # 96 px keeps stage 1's 3×3 last feature map at 112 px, so its weights fit; 80 px pools to 2×2 and does not
+    assert get_profile("classroom", **{"refiner.input_size": "96"}).refiner.input_size == 96
+    with pytest.raises(ValueError, match="refine_init=previous copies stage 1's weights"):
+        get_profile("classroom", **{"refiner.input_size": "80"})
