@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from .datasets import PoseDataset
-from .geometry import Augmentation, crop_sample, image_box, person_box, square_box
+from .geometry import Augmentation, box_to_crop, crop_sample, image_box, make_box, person_box, square_box, warp_image
 from .sample import Sample
 
 T = TypeVar("T")
@@ -97,7 +97,37 @@ class PersonCrops:
             box = self._boxes[index] = training_box(sample, self.box, self.margin, self.dataset.framing_of(index))
             box.setflags(write=False)
         crop, target, vis, t = crop_sample(sample.image, sample.joints, sample.visible, box, self.size, aug, rng)
+        if rng is not None and aug.surround and rng.random() < aug.surround:
+            crop = self.surrounded(crop, t.matrix, sample, rng)
         return CropItem(crop, target.astype(np.float32), loss_weight(vis, self.mask_hidden), t.colour)
+
+    def surrounded(self, crop: np.ndarray, matrix: np.ndarray, sample: Sample, rng: np.random.Generator
+                   ) -> np.ndarray:
+        """``crop`` with the part outside its image filled from a random region of another training image.
+
+        A jittered box over an LSP image shows flat fill beyond the image's edge, while a detector's box in a photo
+        shows the scene around the person: this teaches the second (``augment.surround``, issue 16)."""
+        outside = outside_image(matrix, self.size, sample.height, sample.width)
+        if not outside.any():
+            return crop
+        other = self.dataset[int(rng.integers(len(self.dataset)))]
+        side = min(other.height, other.width) * rng.uniform(0.3, 1.0)
+        cx, cy = rng.uniform(side / 2, other.width - side / 2), rng.uniform(side / 2, other.height - side / 2)
+        scene = warp_image(other.image, box_to_crop(make_box(cx, cy, side, side), self.size), self.size)
+        out = crop.copy()
+        out[outside] = scene[outside]
+        return out
+
+
+def outside_image(matrix: np.ndarray, size: int, height: int, width: int) -> np.ndarray:
+    """(size, size) bool: the crop pixels whose centre comes from outside a height×width image (``matrix``:
+    image → crop, pixel centres at +0.5, as ``geometry.warp_image`` has them): the pixels it fills."""
+    inverse = np.linalg.inv(matrix)
+    centre = np.arange(size) + 0.5
+    u, v = centre[None, :], centre[:, None]
+    x = inverse[0, 0] * u + inverse[0, 1] * v + inverse[0, 2]
+    y = inverse[1, 0] * u + inverse[1, 1] * v + inverse[1, 2]
+    return (x < 0) | (x > width) | (y < 0) | (y > height)
 
 
 NO_COLOUR = np.array([1.0, 1.0, 1.0, 0.0], dtype=np.float32)  # gains 1, offset 0

@@ -225,6 +225,7 @@ class Augmentation:
     rotate: float = 0.0  # degrees, uniform in [−rotate, rotate]
     flip: bool = False  # horizontal flip with probability 0.5
     colour: float = 0.0  # per-channel gain in [1 − colour, 1 + colour], plus brightness noise
+    surround: float = 0.0  # stage 1: with this probability, what lies outside the image shows another one
 
     @staticmethod
     def none() -> Augmentation:

@@ -409,6 +409,8 @@ def validate(p: Profile, stored: bool = False) -> None:
         raise ConfigError(f"number_format must be one of {', '.join(FORMATS)}, got {p.number_format!r}")
     if p.train_box not in ("image", "person", "auto"):
         raise ConfigError(f"train_box must be image, person or auto, got {p.train_box!r}")
+    if not 0.0 <= p.augment.surround <= 1.0:
+        raise ConfigError(f"augment.surround is a probability (0 to 1), got {p.augment.surround!r}")
 
 
 def check_refiner_fits_stage1(p: Profile) -> None:

@@ -82,6 +82,7 @@ def test_unknown_field():
     ("input_size", "0"), ("input_size", "-64"), ("batch_size", "0"), ("stages", "0"), ("lr", "0"),
     ("lr", "-0.1"), ("lr", "nan"), ("sigma", "0"), ("width", "-1"), ("boxes_per_joint", "0"),
     ("refine_input_size", "-48"), ("epochs", "-1"), ("weight_decay", "-1e-4"), ("val_images", "-3"),
+    ("augment.surround", "1.5"), ("augment.surround", "-0.1"),
     ("input_size", "32"), ("dropout", "1.0"), ("dropout", "-0.1"), ("optimizer", "rmsprop"),
     ("schedule", "linear"), ("train_box", "face"),
 ])

@@ -396,3 +396,42 @@ def test_l1_pose_loss_sums_absolute_errors_and_l2_stays_the_default():
     assert float(pose_loss(pred, target, weight)) == pytest.approx(0.05)
     weight[0, 0] = 0.0
     assert float(pose_loss(pred, target, weight, "l1")) == 0.0
+
+
+def test_outside_image_marks_exactly_the_pixels_the_warp_fills():
+    from deeppose_lab.crops import outside_image
+    from deeppose_lab.geometry import crop_transform, warp_image
+
+    image = np.full((40, 30, 3), 200, np.uint8)
+    rng = np.random.default_rng(5)
+    for _ in range(5):  # shifted, scaled, rotated and flipped boxes that reach past the image's edges
+        t = crop_transform(np.array([15.0, 20.0, 50.0, 50.0]), SIZE, Augmentation(shift=0.3, scale=0.3, rotate=30,
+                                                                                  flip=True), rng)
+        crop = warp_image(image, t.matrix, SIZE)
+        outside = outside_image(t.matrix, SIZE, 40, 30)
+        assert outside.any() and (~outside).any()
+        # pixels whose centres lie more than a pixel from the edge are either pure fill or pure image
+        assert (crop[outside].max(axis=-1) < 200).mean() > 0.9 and (crop[~outside].min(axis=-1) > 0).mean() > 0.9
+
+
+def test_surround_fills_only_what_lies_outside_the_image_from_another_image(poses):
+    from deeppose_lab.crops import outside_image
+
+    plain = PersonCrops(poses, SIZE, Augmentation(shift=0.3, scale=0.3))
+    surrounded = PersonCrops(poses, SIZE, Augmentation(shift=0.3, scale=0.3, surround=1.0))
+    changed = 0
+    for index in range(8):
+        a, b = plain.item(index, item_rng(0, 0, index)), surrounded.item(index, item_rng(0, 0, index))
+        np.testing.assert_array_equal(a.target, b.target)  # the labels and the person's pixels are untouched
+        np.testing.assert_array_equal(a.weight, b.weight)
+        box = plain._boxes[index]
+        from deeppose_lab.geometry import crop_transform
+
+        t = crop_transform(box, SIZE, plain.augment, item_rng(0, 0, index))
+        sample = poses[index]
+        outside = outside_image(t.matrix, SIZE, sample.height, sample.width)
+        np.testing.assert_array_equal(a.crop[~outside], b.crop[~outside])
+        changed += int((a.crop[outside] != b.crop[outside]).any())
+    assert changed >= 4  # where the box reached past the image, the fill became another image's content
+    # validation crops (no generator) never change
+    np.testing.assert_array_equal(surrounded.item(0, None).crop, plain.item(0, None).crop)
