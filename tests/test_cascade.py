@@ -363,8 +363,8 @@ def test_a_refiner_starts_from_the_previous_stage_only_when_asked(init, tmp_path
 
 def test_refine_init_previous_needs_the_same_network_shape():
     with pytest.raises(ValueError, match="refine_init=previous"):
-        get_profile("classroom", refine_input_size=96)
-    assert get_profile("classroom", refine_input_size=96, refine_init="scratch").refiner.input_size == 96
+        get_profile("classroom", refine_input_size=80)  # conv5 pools to 2×2 at 80 px, 3×3 at 112
+    assert get_profile("classroom", refine_input_size=80, refine_init="scratch").refiner.input_size == 80
 
 
 def test_a_finished_run_predicts_and_is_not_retrained(smoke_run, monkeypatch):
