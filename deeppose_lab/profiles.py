@@ -418,8 +418,9 @@ def check_refiner_fits_stage1(p: Profile) -> None:
 
     The input size may differ where the last feature map keeps its size (stage 1 at 112 px, refiners at 96)."""
     shape = ("input_size", "width", "lrn", "batchnorm", "layout")  # what decides the weights' shapes
-    if all(getattr(p.stage1, k) == getattr(p.refiner, k) for k in shape[1:]) and weight_shapes(
-            p.stage1) == weight_shapes(p.refiner):
+    same_size = p.stage1.input_size == p.refiner.input_size
+    if all(getattr(p.stage1, k) == getattr(p.refiner, k) for k in shape[1:]) and (
+            same_size or weight_shapes(p.stage1) == weight_shapes(p.refiner)):  # built only when sizes differ
         return
     mine = {k: getattr(p.refiner, k) for k in shape}
     theirs = {k: getattr(p.stage1, k) for k in shape}
