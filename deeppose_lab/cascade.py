@@ -95,15 +95,17 @@ class RefineCrops:
     """Stage-s items: ``boxes_per_joint`` simulated boxes per joint per image, target N(y_i; b), weight on i.
 
     With ``simulate=False`` (validation) the box is centred on stage s−1's actual estimate instead, exactly
-    as at test time.
+    as at test time. With ``targets="inside"`` the loss also counts every other visible joint inside the crop:
+    the cascade only reads joint i from a box drawn for i, but the crop's other labels are free supervision.
 
     Introduced in ``notebooks/05_cascade.ipynb``.
     """
 
     def __init__(self, dataset: PoseDataset, previous: np.ndarray, stats: DisplacementStats, sigma: float, size: int,
                  boxes_per_joint: int, augment: Augmentation, mask_hidden: bool = True, simulate: bool = True,
-                 min_diam: np.ndarray | None = None) -> None:
+                 min_diam: np.ndarray | None = None, targets: str = "joint") -> None:
         self.dataset, self.previous, self.stats = dataset, np.asarray(previous, dtype=np.float64), stats
+        self.targets = targets
         self.sigma, self.size, self.boxes_per_joint = sigma, size, boxes_per_joint
         self.augment, self.mask_hidden, self.simulate = augment, mask_hidden, simulate
         self.chol = np.linalg.cholesky(stats.cov)
@@ -129,11 +131,11 @@ class RefineCrops:
         box = self.box(n, joint, rng)
         aug = self.augment if rng is not None else Augmentation.none()
         crop, target, vis, t = crop_sample(sample.image, sample.joints, sample.visible, box, self.size, aug, rng)
-        only_joint = np.zeros(NUM_JOINTS, dtype=np.float32)
-        only_joint[joint] = 1.0
-        if t.flipped:
-            only_joint = only_joint[FLIP]
-        return CropItem(crop, target.astype(np.float32), only_joint * loss_weight(vis, self.mask_hidden), t.colour)
+        counted = np.zeros(NUM_JOINTS, dtype=np.float32)
+        counted[FLIP[joint] if t.flipped else joint] = 1.0
+        if self.targets == "inside":
+            counted = np.maximum(counted, (np.abs(target) <= 0.5).all(axis=-1))
+        return CropItem(crop, target.astype(np.float32), counted * loss_weight(vis, self.mask_hidden), t.colour)
 
 
 def uint8_input(crops: np.ndarray) -> torch.Tensor:

@@ -92,6 +92,13 @@ def test_validation_refuses_bad_values(field, value):
         get_profile("classroom", **{field: value})
 
 
+def test_refine_targets_is_joint_or_inside():
+    assert get_profile("classroom").refine_targets == "joint"
+    assert get_profile("classroom", refine_targets="inside").refine_targets == "inside"
+    with pytest.raises(ValueError, match="refine_targets must be joint or inside, got 'all'"):
+        get_profile("classroom", refine_targets="all")
+
+
 def test_zero_val_every_is_allowed_but_not_zero_epochs():
     p = get_profile("smoke", val_every="0", threads="0")
     assert p.val_every == 0 and p.threads == 0
