@@ -95,17 +95,17 @@ class RefineCrops:
     """Stage-s items: ``boxes_per_joint`` simulated boxes per joint per image, target N(y_i; b), weight on i.
 
     With ``simulate=False`` (validation) the box is centred on stage s−1's actual estimate instead, exactly
-    as at test time. With ``targets="inside"`` the loss also counts every other visible joint inside the crop:
-    the cascade only reads joint i from a box drawn for i, but the crop's other labels are free supervision.
+    as at test time. ``others`` > 0 also weighs every other visible joint inside the crop by that much: the
+    cascade only reads joint i from a box drawn for i, but the crop's other labels are free supervision.
 
     Introduced in ``notebooks/05_cascade.ipynb``.
     """
 
     def __init__(self, dataset: PoseDataset, previous: np.ndarray, stats: DisplacementStats, sigma: float, size: int,
                  boxes_per_joint: int, augment: Augmentation, mask_hidden: bool = True, simulate: bool = True,
-                 min_diam: np.ndarray | None = None, targets: str = "joint") -> None:
+                 min_diam: np.ndarray | None = None, others: float = 0.0) -> None:
         self.dataset, self.previous, self.stats = dataset, np.asarray(previous, dtype=np.float64), stats
-        self.targets = targets
+        self.others = others
         self.sigma, self.size, self.boxes_per_joint = sigma, size, boxes_per_joint
         self.augment, self.mask_hidden, self.simulate = augment, mask_hidden, simulate
         self.chol = np.linalg.cholesky(stats.cov)
@@ -133,8 +133,8 @@ class RefineCrops:
         crop, target, vis, t = crop_sample(sample.image, sample.joints, sample.visible, box, self.size, aug, rng)
         counted = np.zeros(NUM_JOINTS, dtype=np.float32)
         counted[FLIP[joint] if t.flipped else joint] = 1.0
-        if self.targets == "inside":
-            counted = np.maximum(counted, (np.abs(target) <= 0.5).all(axis=-1))
+        if self.others:
+            counted = np.maximum(counted, self.others * (np.abs(target) <= 0.5).all(axis=-1))
         return CropItem(crop, target.astype(np.float32), counted * loss_weight(vis, self.mask_hidden), t.colour)
 
 

@@ -197,7 +197,7 @@ def train_refiner(run_dir: Path, profile: Profile, stage: int, previous: DeepPos
     size = profile.refiner.input_size
     crops = RefineCrops(train, train_pose, stats, profile.sigma, size, profile.boxes_per_joint,
                         refine_augmentation(profile), profile.mask_hidden, min_diam=train_floor,
-                        targets=profile.refine_targets)
+                        others=profile.refine_others)
     val_crops = RefineCrops(val, val_pose, stats, profile.sigma, size, 1, Augmentation.none(), profile.mask_hidden,
                             simulate=False, min_diam=val_floor)
     scorer = cascade_for(profile, previous, [])

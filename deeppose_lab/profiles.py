@@ -180,9 +180,9 @@ class Profile:
     boxes_per_joint: int = 2  # simulated boxes per joint per image per epoch (paper: 40 in all; trial R)
     refine_images: int = 2000  # training images the refiners learn from (0: all; else a fixed random subset)
     refine_init: str = "previous"  # "previous": stage s starts from stage s−1's weights; "scratch": random
-    # "joint": the loss counts only the joint a refiner's box was drawn for (the paper); "inside": also every other
-    # visible joint the crop shows (the same crops, more of their labels)
-    refine_targets: str = "joint"
+    # the loss weight of the other visible joints a refiner's crop shows, beside the joint its box was drawn for
+    # (weight 1): 0 counts that joint alone, as the paper does; more uses more of the same crops' labels
+    refine_others: float = 0.0
     # data
     lsp_repeats: int = 8  # with --data lsp: LSP's training images so many times an epoch beside LSP-extended; trial T
     synthetic_train: int = 2000
@@ -408,8 +408,8 @@ def validate(p: Profile, stored: bool = False) -> None:
         raise ConfigError(f"refine_init must be previous or scratch, got {p.refine_init!r}")
     if p.refine_init == "previous":
         check_refiner_fits_stage1(p)
-    if p.refine_targets not in ("joint", "inside"):
-        raise ConfigError(f"refine_targets must be joint or inside, got {p.refine_targets!r}")
+    if not 0.0 <= p.refine_others <= 1.0:
+        raise ConfigError(f"refine_others is a loss weight from 0 to 1, got {p.refine_others!r}")
     if p.number_format not in FORMATS:
         raise ConfigError(f"number_format must be one of {', '.join(FORMATS)}, got {p.number_format!r}")
     if p.train_box not in ("image", "person", "auto"):

@@ -269,22 +269,23 @@ def test_the_one_hot_weight_follows_its_joint_under_a_flip():
 
 
 
-def test_inside_targets_weigh_every_visible_joint_the_crop_shows_and_no_other():
+def test_others_weigh_every_visible_joint_the_crop_shows_and_no_other():
     images = noise_images()
     true = poses_in(images)
     for flip in (False, True):
         crops = RefineCrops(ArrayPoses(images, true), true, zero_stats(), 2.0, SIZE, 1, Augmentation(flip=flip),
-                            targets="inside")
+                            others=0.25)
         for joint in (0, 6, 12):
             for seed in range(4):
                 item = crops.item(14 + joint, np.random.default_rng(seed))
                 inside = (np.abs(item.target) <= 0.5).all(axis=-1)
-                assert item.weight.tolist() == inside.astype(float).tolist()
-                assert 1 < item.weight.sum() < 14  # more than the box's own joint, fewer than all
+                own = np.isclose(np.abs(item.target).max(axis=-1), 0.0, atol=1e-5)  # the box's joint: its centre
+                assert item.weight.tolist() == np.where(own, 1.0, 0.25 * inside).tolist()
+                assert own.sum() == 1 and inside.sum() > 1 and not inside.all()
     visible = np.ones((3, 14), bool)
     visible[1, 7] = False
     crops = RefineCrops(ArrayPoses(images, true, visible), true, zero_stats(), 1.0, SIZE, 1, Augmentation.none(),
-                        targets="inside")
+                        others=1.0)
     item = crops.item(14 + 6, None)
     assert item.weight[6] == 1 and item.weight[7] == 0 and (np.abs(item.target[7]) <= 0.5).all()  # hidden: never
     only = RefineCrops(ArrayPoses(images, true), true, zero_stats(), 1.0, SIZE, 1, Augmentation.none())

@@ -92,11 +92,11 @@ def test_validation_refuses_bad_values(field, value):
         get_profile("classroom", **{field: value})
 
 
-def test_refine_targets_is_joint_or_inside():
-    assert get_profile("classroom").refine_targets == "joint"
-    assert get_profile("classroom", refine_targets="inside").refine_targets == "inside"
-    with pytest.raises(ValueError, match="refine_targets must be joint or inside, got 'all'"):
-        get_profile("classroom", refine_targets="all")
+def test_refine_others_is_a_weight_from_0_to_1():
+    assert get_profile("classroom", refine_others="0.3").refine_others == 0.3
+    for bad in ("-0.1", "1.5"):
+        with pytest.raises(ValueError, match="refine_others is a loss weight from 0 to 1"):
+            get_profile("classroom", refine_others=bad)
 
 
 def test_zero_val_every_is_allowed_but_not_zero_epochs():
