@@ -27,6 +27,7 @@ from .geometry import (
     box_to_crop,
     cascade_boxes,
     crop_sample,
+    inside_box,
     make_box,
     uncrop_joints,
     warp_image,
@@ -79,7 +80,7 @@ def displacement_stats(pred: np.ndarray, true: np.ndarray, visible: np.ndarray, 
     joint with fewer than two usable examples falls back to a zero-mean normal of a tenth of the box.
     """
     units = (pred - true) / box_side(pred, sigma, min_diam)[:, None, None]
-    usable = visible & (np.abs(units) <= 0.5).all(axis=-1)
+    usable = visible & inside_box(units)
     mean = np.zeros((NUM_JOINTS, 2))
     cov = np.tile(np.eye(2) * 0.01, (NUM_JOINTS, 1, 1))
     count = usable.sum(axis=0).astype(np.int64)
@@ -134,7 +135,7 @@ class RefineCrops:
         counted = np.zeros(NUM_JOINTS, dtype=np.float32)
         counted[FLIP[joint] if t.flipped else joint] = 1.0
         if self.others:
-            counted = np.maximum(counted, self.others * (np.abs(target) <= 0.5).all(axis=-1))
+            counted = np.maximum(counted, self.others * inside_box(target))
         return CropItem(crop, target.astype(np.float32), counted * loss_weight(vis, self.mask_hidden), t.colour)
 
 

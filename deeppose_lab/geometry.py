@@ -97,6 +97,11 @@ def normalise(joints: np.ndarray, box: np.ndarray) -> np.ndarray:
     return (np.asarray(joints, dtype=np.float64) - box[:2]) / box[2:]
 
 
+def inside_box(normalised: np.ndarray) -> np.ndarray:
+    """For (..., 2) normalised coordinates: which lie inside their box (|u| ≤ 0.5 on both axes), i.e. in the crop."""
+    return (np.abs(normalised) <= 0.5).all(axis=-1)
+
+
 def denormalise(normalised: np.ndarray, box: np.ndarray) -> np.ndarray:
     """N⁻¹(u; b) = u · (b_w, b_h) + b_c, the exact inverse of ``normalise``.
 

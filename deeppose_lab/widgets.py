@@ -43,6 +43,7 @@ from .geometry import (
     chosen_transform,
     crop_to_normalised,
     image_box,
+    inside_box,
     person_box,
     transform_joints,
     warp_image,
@@ -296,7 +297,7 @@ def render_crop(dataset: PoseDataset, index: Any, box: str = "person", scale: fl
     k_crop = display_scale(size, size, side)
     right = draw_pose(crop, crop_joints, crop_visible, scale=k_crop)
     picture, offsets = side_by_side([left, right])
-    inside = int((np.abs(normalised) <= 0.5).all(axis=1).sum())
+    inside = int(inside_box(normalised).sum())
     a = t.matrix
     text = (f"<b>{html.escape(sample.id)}</b>: {box} box × {float(scale):.2f}, shift ({float(shift_x):+.2f}, "
             f"{float(shift_y):+.2f}) box sizes, rotation {float(rotate):+.0f}°"

@@ -268,7 +268,6 @@ def test_the_one_hot_weight_follows_its_joint_under_a_flip():
         assert seen == {joint, int(perm[joint])}  # both unflipped and flipped crops were drawn
 
 
-
 def test_others_weigh_every_visible_joint_the_crop_shows_and_no_other():
     images = noise_images()
     true = poses_in(images)
