@@ -20,6 +20,7 @@ import torch
 from .datasets import PoseDataset
 from .geometry import Augmentation, box_to_crop, crop_sample, image_box, make_box, person_box, square_box, warp_image
 from .sample import Sample
+from .skeleton import NUM_JOINTS, joint_index
 
 T = TypeVar("T")
 _DONE: Any = object()  # end-of-iteration marker for ``prefetched``
@@ -81,9 +82,11 @@ class PersonCrops:
     """Stage-1 items: the whole person (or image) box, all joints as targets."""
 
     def __init__(self, dataset: PoseDataset, size: int, augment: Augmentation, box: str = "image",
-                 margin: float = 0.15, mask_hidden: bool = True) -> None:
+                 margin: float = 0.15, mask_hidden: bool = True, arm_weight: float = 1.0) -> None:
         self.dataset, self.size, self.augment = dataset, size, augment
         self.box, self.margin, self.mask_hidden = box, margin, mask_hidden
+        self.joint_weight = np.ones(NUM_JOINTS, np.float32)  # elbows and wrists at arm_weight, the rest at 1
+        self.joint_weight[list(joint_index("r_wrist", "r_elbow", "l_elbow", "l_wrist"))] = arm_weight
         self._boxes: dict[int, np.ndarray] = {}  # each image's box, made once: it depends on the sample alone
 
     def __len__(self) -> int:
@@ -99,7 +102,8 @@ class PersonCrops:
         crop, target, vis, t = crop_sample(sample.image, sample.joints, sample.visible, box, self.size, aug, rng)
         if rng is not None and aug.surround and rng.random() < aug.surround:
             crop = self.surrounded(crop, t.matrix, sample, rng)
-        return CropItem(crop, target.astype(np.float32), loss_weight(vis, self.mask_hidden), t.colour)
+        weight = self.joint_weight * loss_weight(vis, self.mask_hidden)
+        return CropItem(crop, target.astype(np.float32), weight, t.colour)
 
     def surrounded(self, crop: np.ndarray, matrix: np.ndarray, sample: Sample, rng: np.random.Generator
                    ) -> np.ndarray:

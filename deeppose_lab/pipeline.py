@@ -160,8 +160,10 @@ def train_stage1(run_dir: Path, profile: Profile, train: PoseDataset, val: PoseD
     torch.manual_seed(profile.seed)
     model = profile.stage1.build_model()
     size = profile.stage1.input_size
-    crops = PersonCrops(train, size, profile.augment, profile.train_box, profile.box_margin, profile.mask_hidden)
-    val_crops = PersonCrops(val, size, Augmentation.none(), "image", mask_hidden=profile.mask_hidden)
+    crops = PersonCrops(train, size, profile.augment, profile.train_box, profile.box_margin, profile.mask_hidden,
+                        profile.arm_weight)
+    val_crops = PersonCrops(val, size, Augmentation.none(), "image", mask_hidden=profile.mask_hidden,
+                            arm_weight=profile.arm_weight)
     score = (lambda m: dev_scores(cascade_for(profile, m, []).first_pose(val), val)) if len(val) else None
     history = fit(model, crops, val_crops, fit_settings(profile, 1), stage_path(run_dir, 1), 1, progress=progress,
                   score=score)

@@ -174,6 +174,7 @@ class Profile:
     augment: Augmentation = field(default_factory=lambda: Augmentation(shift=0.08, scale=0.2, rotate=15.0,
                                                                         flip=True, colour=0.2))
     mask_hidden: bool = True
+    arm_weight: float = 1.0  # stage 1's loss weight of the elbows and wrists (the other joints 1; the paper: 1)
     flip_test: bool = True  # average every stage's output with that of its mirrored crop (not in the paper)
     val_every: int = 4  # epochs between validation passes (0: never): the dev loss and the dev PCP curve
     val_images: int = 200
@@ -414,6 +415,8 @@ def validate(p: Profile, stored: bool = False) -> None:
         raise ConfigError(f"refine_init must be previous or scratch, got {p.refine_init!r}")
     if p.refine_init == "previous":
         check_refiner_fits_stage1(p)
+    if not p.arm_weight > 0:
+        raise ConfigError(f"arm_weight is stage 1's loss weight of elbows and wrists, above 0, got {p.arm_weight!r}")
     if not 0.0 <= p.refine_others <= 1.0:
         raise ConfigError(f"refine_others is a loss weight from 0 to 1, got {p.refine_others!r}")
     if p.number_format not in FORMATS:

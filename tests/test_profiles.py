@@ -92,6 +92,13 @@ def test_validation_refuses_bad_values(field, value):
         get_profile("classroom", **{field: value})
 
 
+def test_arm_weight_is_a_positive_weight_and_the_paper_weighs_every_joint_alike():
+    assert get_profile("paper").arm_weight == 1.0 and get_profile("classroom", arm_weight="2").arm_weight == 2.0
+    for bad in ("0", "-1"):
+        with pytest.raises(ValueError, match="arm_weight is stage 1's loss weight of elbows and wrists"):
+            get_profile("classroom", arm_weight=bad)
+
+
 def test_refine_others_is_a_weight_from_0_to_1():
     assert get_profile("classroom").refine_others == 0.3 and get_profile("paper").refine_others == 0.0
     stored = get_profile("classroom").to_dict()

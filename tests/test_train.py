@@ -29,6 +29,7 @@ from deeppose_lab.crops import (
 from deeppose_lab.geometry import Augmentation, crop_transform, warp_image
 from deeppose_lab.model import DeepPoseNet
 from deeppose_lab.profiles import StageRecipe
+from deeppose_lab.skeleton import joint_index
 from deeppose_lab.synthetic import SyntheticPoses
 from deeppose_lab.train import (
     FitSettings,
@@ -428,3 +429,15 @@ def test_surround_fills_only_what_lies_outside_the_image_from_another_image(pose
     assert changed >= 4  # where the box reached past the image, the fill became another image's content
     # validation crops (no generator) never change
     np.testing.assert_array_equal(surrounded.item(0, None).crop, plain.item(0, None).crop)
+
+
+def test_arm_weight_scales_only_the_visible_elbows_and_wrists_and_keeps_the_crops(poses):
+    arms = list(joint_index("r_wrist", "r_elbow", "l_elbow", "l_wrist"))
+    plain, weighted = PersonCrops(poses, SIZE, AUG), PersonCrops(poses, SIZE, AUG, arm_weight=2.5)
+    for i in range(len(poses)):  # AUG flips about half of them: left and right arms swap, both weighted alike
+        a, b = plain.item(i, item_rng(5, 0, i)), weighted.item(i, item_rng(5, 0, i))
+        assert np.array_equal(a.crop, b.crop) and np.array_equal(a.target, b.target)
+        expected = a.weight.copy()
+        expected[arms] *= 2.5
+        assert np.array_equal(b.weight, expected)
+        assert set(np.unique(b.weight[arms])) <= {0.0, 2.5} and set(np.unique(np.delete(b.weight, arms))) <= {0, 1}
