@@ -183,4 +183,14 @@ def test_paper_check_reports_the_training_loss_beside_the_mean_pose_loss(tmp_pat
     row = study.paper_check(images=8, epochs=2, batch_size=4, overrides={"input_size": 64, "width": 0.125,
                             "synthetic_train": 20, "synthetic_test": 4}, out=tmp_path / "p", data="synthetic")
     assert row["steps"] == 4 and len(row["train_loss"]) == 2 and row["loss"] == "l2"
-    assert row["optimizer"] == "adagrad" and row["mean_pose_loss"] > 0
+    assert row["optimizer"] == "adagrad" and row["mean_pose_loss"] > 0 and row["final_loss"] > 0
+
+
+def test_paper_check_command_line_takes_its_sizes_apart_from_the_profile_fields(monkeypatch):
+    from deeppose_lab import study
+
+    seen = {}
+    monkeypatch.setattr(study, "paper_check", lambda **kw: seen.update(kw) or {})
+    monkeypatch.setattr(study, "print_and_keep", lambda row, path: None)
+    study.main(["--paper-check", "images=64", "epochs=5", "optimizer=adam", "lr=0.001"])
+    assert seen == {"images": 64, "epochs": 5, "overrides": {"optimizer": "adam", "lr": "0.001"}}
