@@ -51,6 +51,8 @@ its numbers are in ``docs/accuracy.md`` (accuracy) and ``docs/performance.md`` (
   weight 0.3 (``refine_others``; the paper: that joint alone). The same crops, more of their labels: on the dev
   split (trial AB) stage 3 lifted wrists' ``PDJ@0.2`` to 0.312 against 0.277 and lower arms to 0.175 against 0.158,
   strict level (0.403 against 0.404); weight 1 (trial AA) gained the arms too but lost 0.013 strict.
+- stage 1's loss weighs every joint alike (``arm_weight`` 1). Elbows and wrists at 2 (trial AF) gave a stage 1
+  better at the arms (dev wrists' ``PDJ@0.2`` 0.152 against 0.117) but a third stage no better (0.310, strict −0.012).
 
 Speed options every profile shares: ``channels_last`` (weights and crops in NHWC order, oneDNN's fast layout)
 and ``number_format`` (``auto``, ``bf16`` or ``fp32``). ``make demo`` times the whole classroom cascade (the README
