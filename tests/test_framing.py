@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 from test_datasets import distinct_coords, write_lsp, write_lspet
 
 from deeppose_lab import crops as C
@@ -184,6 +185,7 @@ def test_paper_check_reports_the_training_loss_beside_the_mean_pose_loss(tmp_pat
                             "synthetic_train": 20, "synthetic_test": 4}, out=tmp_path / "p", data="synthetic")
     assert row["steps"] == 4 and len(row["train_loss"]) == 2 and row["loss"] == "l2"
     assert row["optimizer"] == "adagrad" and row["mean_pose_loss"] > 0 and row["final_loss"] > 0
+    assert row["dev_mean_pose_loss"] > 0 and row["dev_loss"] > 0  # held out: the synthetic data's dev split
 
 
 def test_paper_check_command_line_takes_its_sizes_apart_from_the_profile_fields(monkeypatch):
@@ -194,3 +196,19 @@ def test_paper_check_command_line_takes_its_sizes_apart_from_the_profile_fields(
     monkeypatch.setattr(study, "print_and_keep", lambda row, path: None)
     study.main(["--paper-check", "images=64", "epochs=5", "optimizer=adam", "lr=0.001"])
     assert seen == {"images": 64, "epochs": 5, "overrides": {"optimizer": "adam", "lr": "0.001"}}
+
+
+def test_the_mean_pose_line_is_the_best_constant_prediction_under_l2():
+    from deeppose_lab import study
+    from deeppose_lab.crops import PersonCrops
+    from deeppose_lab.geometry import Augmentation
+    from deeppose_lab.synthetic import SyntheticPoses
+
+    crops = PersonCrops(SyntheticPoses(12, seed=5), 32, Augmentation.none(), "person")
+    mean = study.mean_target(crops)
+    line = study.constant_loss(mean, crops, "l2")
+    assert 0 < line < study.constant_loss(torch.zeros_like(mean), crops, "l2")
+    for joint, axis in [(0, 0), (7, 1), (13, 0)]:
+        moved = mean.clone()
+        moved[joint, axis] += 0.05
+        assert study.constant_loss(moved, crops, "l2") > line
