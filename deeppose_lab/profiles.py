@@ -27,8 +27,8 @@ its numbers are in ``docs/accuracy.md`` (accuracy) and ``docs/performance.md`` (
   its poses are the test set's kind, LSP-extended's lean to parkour and gymnastics (dev split: four times gained
   +0.07 strict over once on stage 1, trial E; eight +0.025 over four at stage 2, trial T).
 - AdamW with a one-epoch warm-up and a cosine decay: AdaGrad from scratch was seen at the mean pose for many
-  epochs in an early run on LSP alone. (The paper network with AdaGrad does leave it, after about 370 steps:
-  ``study --paper-check``; the two optimisers were not compared at equal steps on this network.)
+  epochs in an early run on LSP alone. (The paper network with AdaGrad does leave it, after about 370 steps,
+  and ends 600 steps where AdamW ends: ``study --paper-check``; not compared on the classroom network.)
 - no dropout (the paper has 0.6) and rotations of ±15°: at 20 epochs the network underfits. Dev split: 0.2
   rather than 0.5 gained +0.03 strict (trial F); the refiner without it, stage 2 0.369 against 0.363 (trial Q);
   stage 1 without it, stage 2 level on strict (0.398 against 0.399) with loose 0.511 against 0.500, ``PDJ@0.1``
