@@ -27,7 +27,7 @@ its numbers are in ``docs/accuracy.md`` (accuracy) and ``docs/performance.md`` (
   its poses are the test set's kind, LSP-extended's lean to parkour and gymnastics (dev split: four times gained
   +0.07 strict over once on stage 1, trial E; eight +0.025 over four at stage 2, trial T).
 - AdamW with a one-epoch warm-up and a cosine decay: AdaGrad from scratch was seen at the mean pose for many
-  epochs in an early run on LSP alone. (The paper network with AdaGrad does leave it, after about 370 steps,
+  epochs in an early run on LSP alone. (The paper network with AdaGrad leaves it in its eighth epoch, steps 351–400,
   and ends 600 steps where AdamW ends: ``study --paper-check``; not compared on the classroom network.)
 - no dropout (the paper has 0.6) and rotations of ±15°: at 20 epochs the network underfits. Dev split: 0.2
   rather than 0.5 gained +0.03 strict (trial F); the refiner without it, stage 2 0.369 against 0.363 (trial Q);
@@ -177,7 +177,8 @@ class Profile:
     augment: Augmentation = field(default_factory=lambda: Augmentation(shift=0.08, scale=0.2, rotate=15.0,
                                                                         flip=True, colour=0.2))
     mask_hidden: bool = True
-    arm_weight: float = 1.0  # stage 1's loss weight of the elbows and wrists (the other joints 1; the paper: 1)
+    arm_weight: float = 1.0  # stage 1's loss weight of the elbows and wrists (the other joints 1; the paper: 1);
+    # not renormalised, so above 1 it also raises the total loss and with it the step those joints get
     flip_test: bool = True  # average every stage's output with that of its mirrored crop (not in the paper)
     val_every: int = 4  # epochs between validation passes (0: never): the dev loss and the dev PCP curve
     val_images: int = 200

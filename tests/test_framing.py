@@ -186,6 +186,7 @@ def test_paper_check_reports_the_training_loss_beside_the_mean_pose_loss(tmp_pat
     assert row["steps"] == 4 and len(row["train_loss"]) == 2 and row["loss"] == "l2"
     assert row["optimizer"] == "adagrad" and row["mean_pose_loss"] > 0 and row["final_loss"] > 0
     assert row["dev_mean_pose_loss"] > 0 and row["dev_loss"] > 0  # held out: the synthetic data's dev split
+    assert 0 < row["dev_best_constant_loss"] <= row["dev_mean_pose_loss"]  # dev's own mean is the best constant
 
 
 def test_paper_check_command_line_takes_its_sizes_apart_from_the_profile_fields(monkeypatch):
@@ -194,8 +195,8 @@ def test_paper_check_command_line_takes_its_sizes_apart_from_the_profile_fields(
     seen = {}
     monkeypatch.setattr(study, "paper_check", lambda **kw: seen.update(kw) or {})
     monkeypatch.setattr(study, "print_and_keep", lambda row, path: None)
-    study.main(["--paper-check", "images=64", "epochs=5", "optimizer=adam", "lr=0.001"])
-    assert seen == {"images": 64, "epochs": 5, "overrides": {"optimizer": "adam", "lr": "0.001"}}
+    study.main(["--paper-check", "images=64", "epochs=5", "batch_size=8", "optimizer=adam", "lr=0.001"])
+    assert seen == {"images": 64, "epochs": 5, "batch_size": 8, "overrides": {"optimizer": "adam", "lr": "0.001"}}
 
 
 def test_the_mean_pose_line_is_the_best_constant_prediction_under_l2():
