@@ -526,8 +526,10 @@ def table(r: dict) -> str:
     return "\n".join(lines)
 
 
-STEP_PARTS = {"convolution forward": ("aten::mkldnn_convolution",),
-              "convolution backward": ("aten::convolution_backward",),
+# A CPU without oneDNN's bf16 kernels runs convolutions through the slow path: its own op names do the work there.
+CONV_FORWARD = ("aten::mkldnn_convolution", "aten::_slow_conv2d_forward")
+CONV_BACKWARD = ("aten::convolution_backward", "aten::_slow_conv2d_backward")
+STEP_PARTS = {"convolution forward": CONV_FORWARD, "convolution backward": CONV_BACKWARD,
               "linear layers (fc6-fc8)": ("aten::mm", "aten::addmm"), "bf16 casts (autocast)": ("aten::copy_",),
               "AdamW (fused)": ("aten::_fused_adamw_",), "dropout": ("aten::bernoulli_", "aten::mul", "aten::div_"),
               "max pooling": ("aten::max_pool2d_with_indices", "aten::max_pool2d_with_indices_backward"),
@@ -562,19 +564,23 @@ def step_account(profile: Profile, batch: int, steps: int = 10) -> str:
     convs = {tuple(m.weight.shape): m for m in profile.stage1.build_model().modules() if isinstance(m, nn.Conv2d)}
     if len(convs) != sum(isinstance(m, nn.Conv2d) for m in profile.stage1.build_model().modules()):
         raise ValueError(f"{profile.name}: two convolutions share a weight shape; step_account cannot tell them apart")
+    self_us: dict[tuple[bool, tuple, tuple], float] = {}  # (forward, input, weight): self time of every op doing it
     for e in prof.key_averages(group_by_input_shape=True):
-        if e.key not in ("aten::mkldnn_convolution", "aten::convolution_backward"):
+        if e.key not in CONV_FORWARD + CONV_BACKWARD:
             continue
-        forward = e.key == "aten::mkldnn_convolution"
+        forward = e.key in CONV_FORWARD
         x, w = (e.input_shapes[0], e.input_shapes[1]) if forward else (e.input_shapes[1], e.input_shapes[2])
-        conv = convs[tuple(w)]
+        key = (forward, tuple(x), tuple(w))
+        self_us[key] = self_us.get(key, 0.0) + e.self_cpu_time_total
+    for (forward, x, w), us in self_us.items():
+        conv = convs[w]
         oh, ow = ((size + 2 * pad - d * (k - 1) - 1) // stride + 1 for size, pad, k, stride, d in
                   zip(x[2:], conv.padding, conv.kernel_size, conv.stride, conv.dilation, strict=True))
         flops = 2 * x[0] * oh * ow * w[0] * w[1] * w[2] * w[3] * valid_tap_fraction(conv, x[2:])  # as executed
         passes = 1 if forward or not conv.weight.requires_grad or x[1] == 3 else 2  # conv1: no input gradient
-        ms = e.self_cpu_time_total / steps / 1000
+        ms = us / steps / 1000
         rate = passes * flops / (ms / 1000) / 1e9
-        lines.append(f"| {tuple(x)}; {tuple(w)} | {'forward' if forward else 'backward'} | {ms:.2f} | {rate:.0f} | "
+        lines.append(f"| {x}; {w} | {'forward' if forward else 'backward'} | {ms:.2f} | {rate:.0f} | "
                      f"{share_text(rate / limit.gflop_per_s)} |")
     return "\n".join(lines)
 
