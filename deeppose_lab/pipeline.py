@@ -154,16 +154,24 @@ def cascade_for(profile: Profile, stage1: nn.Module, refiners: list[nn.Module], 
                    profile.flip_test, use_bf16(profile), compile)
 
 
+def stage1_crops(profile: Profile, train: PoseDataset, augment: Augmentation) -> PersonCrops:
+    """Stage 1's training crops of ``train`` as ``profile`` makes them: its boxes, masking and joint weights."""
+    return PersonCrops(train, profile.stage1.input_size, augment, profile.train_box, profile.box_margin,
+                       profile.mask_hidden, profile.arm_weight)
+
+
+def stage1_dev_crops(profile: Profile, dev: PoseDataset) -> PersonCrops:
+    """Stage 1's crops of held-out images: the whole image, as LSP's test protocol frames them; no augmentation."""
+    return PersonCrops(dev, profile.stage1.input_size, Augmentation.none(), "image", mask_hidden=profile.mask_hidden,
+                       arm_weight=profile.arm_weight)
+
+
 def train_stage1(run_dir: Path, profile: Profile, train: PoseDataset, val: PoseDataset, progress: bool
                  ) -> tuple[DeepPoseNet, list[dict]]:
     """Stage 1 on person crops of the training images, scored on the dev split ``val`` at every validation pass."""
     torch.manual_seed(profile.seed)
     model = profile.stage1.build_model()
-    size = profile.stage1.input_size
-    crops = PersonCrops(train, size, profile.augment, profile.train_box, profile.box_margin, profile.mask_hidden,
-                        profile.arm_weight)
-    val_crops = PersonCrops(val, size, Augmentation.none(), "image", mask_hidden=profile.mask_hidden,
-                            arm_weight=profile.arm_weight)
+    crops, val_crops = stage1_crops(profile, train, profile.augment), stage1_dev_crops(profile, val)
     score = (lambda m: dev_scores(cascade_for(profile, m, []).first_pose(val), val)) if len(val) else None
     history = fit(model, crops, val_crops, fit_settings(profile, 1), stage_path(run_dir, 1), 1, progress=progress,
                   score=score)

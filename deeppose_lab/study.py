@@ -94,11 +94,10 @@ def paper_check(images: int = 1600, epochs: int = 3, batch_size: int = 32, overr
     trained network's loss on those crops too, without dropout: the figure to set against that line, since the
     training loss is paid on augmented crops with dropout and sits above it even for a network that learned.
     ``dev_loss`` and ``dev_mean_pose_loss`` are the same two on the dev split (held out, LSP's whole-image box):
-    below the line there, it learned poses, not the 1 600 images. ``dev_best_constant_loss`` is dev's own mean
-    pose on dev, the least any constant pose can score there (for L2): below it, the network sees the image."""
+    below that line it may only have learned how dev is framed. ``dev_best_constant_loss`` is dev's own mean
+    pose on dev, the least any constant pose can score there (for L2): below it, the network learned poses."""
     import shutil
 
-    from .crops import PersonCrops
     from .geometry import Augmentation
     from .train import mean_loss
 
@@ -109,11 +108,9 @@ def paper_check(images: int = 1600, epochs: int = 3, batch_size: int = 32, overr
     shutil.rmtree(out, ignore_errors=True)
     tic = time.perf_counter()
     model, history = pipeline.train_stage1(out, profile, train, splits.dev.subset(range(0)), progress=False)
-    size, settings = profile.stage1.input_size, pipeline.fit_settings(profile, 1)
-    crops = PersonCrops(train, size, Augmentation.none(), profile.train_box, profile.box_margin,
-                        profile.mask_hidden, profile.arm_weight)
-    dev = PersonCrops(splits.dev, size, Augmentation.none(), "image", profile.box_margin, profile.mask_hidden,
-                      profile.arm_weight)
+    settings = pipeline.fit_settings(profile, 1)
+    crops = pipeline.stage1_crops(profile, train, Augmentation.none())
+    dev = pipeline.stage1_dev_crops(profile, splits.dev)
     mean = mean_target(crops)
     row = {"images": images, "epochs": epochs, "steps": epochs * -(-images // batch_size), "overrides": overrides,
            "optimizer": profile.stage1.optimizer, "lr": profile.stage1.lr, "loss": profile.stage1.loss,
