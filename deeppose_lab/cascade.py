@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .crops import CropItem, inference_box, loss_weight
+from .crops import CropItem, box_views, inference_box, loss_weight
 from .datasets import PoseDataset
 from .geometry import (
     MIN_DIAM,
@@ -176,24 +176,30 @@ def run_model(model: nn.Module, crops: np.ndarray, batch_size: int = 128, bf16: 
 
 
 def predict_stage1(model: nn.Module, dataset: PoseDataset, size: int, boxes: np.ndarray | None = None,
-                   batch_size: int = 64, flip_test: bool = False, bf16: bool = False) -> np.ndarray:
+                   batch_size: int = 64, flip_test: bool = False, bf16: bool = False,
+                   views: tuple[float, float] = (0.0, 0.0)) -> np.ndarray:
     """Stage 1 on every image: crop the test-time box (no labels used), regress, map back. (N, 14, 2) px.
 
     ``flip_test`` averages each prediction with that of the mirrored crop (a profile setting, not the paper's).
+    ``views`` (scale, shift) also looks through the boxes ``crops.box_views`` jitters from the test-time box and
+    keeps each coordinate's median over them: one wild view does not move the pose, as it would move a mean.
 
     Introduced in ``notebooks/04_stage1.ipynb``.
     """
     out = np.empty((len(dataset), NUM_JOINTS, 2))
-    for start in range(0, len(dataset), batch_size):
-        idx = range(start, min(start + batch_size, len(dataset)))
+    per_image = len(box_views(np.ones(4), *views))
+    step = max(1, batch_size // per_image)
+    for start in range(0, len(dataset), step):
+        idx = range(start, min(start + step, len(dataset)))
         mats, crops = [], []
         for n in idx:
             sample = dataset[n]
-            box = inference_box(sample, None if boxes is None else boxes[n])
-            mats.append(box_to_crop(box, size))
-            crops.append(warp_image(sample.image, mats[-1], size))
+            for box in box_views(inference_box(sample, None if boxes is None else boxes[n]), *views):
+                mats.append(box_to_crop(box, size))
+                crops.append(warp_image(sample.image, mats[-1], size))
         pred = run_model(model, np.stack(crops), batch_size, bf16, flip_test)
-        out[idx.start:idx.stop] = uncrop_joints(pred, np.stack(mats), size)
+        poses = uncrop_joints(pred, np.stack(mats), size).reshape(len(idx), per_image, NUM_JOINTS, 2)
+        out[idx.start:idx.stop] = np.median(poses, axis=1)
     return out
 
 
@@ -236,6 +242,7 @@ class Cascade:
     flip_test: bool = False
     bf16: bool = False  # bf16 autocast, as the stages were trained (a profile setting)
     compile: bool = False  # torch.compile every network: seconds per network first, then faster (see ``runnable``)
+    stage1_views: tuple[float, float] = (0.0, 0.0)  # (scale, shift) of stage 1's jittered test boxes; 0: one box
     _prepared: dict[int, tuple[nn.Module, tuple, nn.Module]] = field(
         default_factory=dict, init=False, repr=False, compare=False)
 
@@ -270,9 +277,9 @@ class Cascade:
         return 1 + len(self.refiners)
 
     def first_pose(self, dataset: PoseDataset, boxes: np.ndarray | None = None) -> np.ndarray:
-        """Stage 1's (N, 14, 2) poses with this cascade's test-time settings (flip averaging, bf16)."""
+        """Stage 1's (N, 14, 2) poses with this cascade's test-time settings (flip averaging, bf16, box views)."""
         return predict_stage1(self.runnable(self.stage1), dataset, self.stage1_size, boxes, flip_test=self.flip_test,
-                              bf16=self.bf16)
+                              bf16=self.bf16, views=self.stage1_views)
 
     def refined(self, refiner: nn.Module, dataset: PoseDataset, previous: np.ndarray, floors: np.ndarray
                 ) -> np.ndarray:

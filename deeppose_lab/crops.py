@@ -58,6 +58,19 @@ def inference_box(sample: Sample, user_box: np.ndarray | None = None) -> np.ndar
     return square_box(np.asarray(user_box, dtype=np.float64))
 
 
+def box_views(box: np.ndarray, scale: float = 0.0, shift: float = 0.0) -> np.ndarray:
+    """(V, 4) boxes stage 1 looks through at test time: ``box`` itself, and with ``scale`` > 0 its side also
+    ×(1 − scale) and ×(1 + scale), each with ``shift`` > 0 also moved left, right, up and down by ``shift`` of
+    its side: 1, 3, 5 or 15 views. Training jittered every box; averaging the views averages out where one box
+    happens to put the person (docs/accuracy.md, "Stage 1 averaged over jittered boxes")."""
+    if not (0.0 <= scale < 1.0 and 0.0 <= shift < 1.0):
+        raise ValueError(f"box views need 0 <= scale < 1 and 0 <= shift < 1, got scale {scale}, shift {shift}")
+    scales = [1.0, 1.0 - scale, 1.0 + scale] if scale > 0 else [1.0]
+    moves = [(0.0, 0.0), (-shift, 0.0), (shift, 0.0), (0.0, -shift), (0.0, shift)] if shift > 0 else [(0.0, 0.0)]
+    return np.array([[box[0] + dx * box[2] * s, box[1] + dy * box[3] * s, box[2] * s, box[3] * s]
+                     for s in scales for dx, dy in moves])
+
+
 def training_box(sample: Sample, kind: str, margin: float, framing: str = "image") -> np.ndarray:
     """The stage-1 training box: ``image`` matches what test time will see, ``person`` is the joints' extent
     widened by ``margin``; ``auto`` is ``image`` for a sample whose data set frames people as the test images do

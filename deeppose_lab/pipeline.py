@@ -22,7 +22,7 @@ from torch import nn
 from .atomic import writable_folder, write_text
 from .cascade import Cascade, DisplacementStats, RefineCrops, diam_floors, displacement_stats
 from .checkpoint import CheckpointError, load_checkpoint
-from .crops import PersonCrops, inference_box, training_boxes
+from .crops import PersonCrops, box_views, inference_box, training_boxes
 from .datasets import Concat, ImageFiles, PoseDataset
 from .distributed import default_device, is_main
 from .drawing import draw_pose, save_png
@@ -146,12 +146,12 @@ def refiner_images(train: PoseDataset, profile: Profile) -> PoseDataset:
 
 
 def cascade_for(profile: Profile, stage1: nn.Module, refiners: list[nn.Module], compile: bool = False) -> Cascade:
-    """The trained networks with the profile's test-time settings (sizes, σ, flip averaging, bf16).
+    """The trained networks with the profile's test-time settings (sizes, σ, flip averaging, bf16, box views).
 
     ``compile`` (``--compile`` on the command line) pays seconds per network up front for faster inference.
     """
     return Cascade(stage1, profile.stage1.input_size, refiners, profile.refiner.input_size, profile.sigma,
-                   profile.flip_test, use_bf16(profile), compile)
+                   profile.flip_test, use_bf16(profile), compile, (profile.view_scale, profile.view_shift))
 
 
 def stage1_crops(profile: Profile, train: PoseDataset, augment: Augmentation) -> PersonCrops:
@@ -266,11 +266,12 @@ def check_stage_matches_run(path: Path, ckpt: dict[str, Any], profile: Profile, 
 
 
 def load_cascade(run_dir: Path | str, stages: int | None = None, compile: bool = False,
-                 flip_test: bool | None = None, device: Device = None) -> Cascade:
+                 flip_test: bool | None = None, device: Device = None, one_box: bool = False) -> Cascade:
     """Every finished stage in ``run_dir`` (or the first ``stages``), ready to predict on ``device``.
 
     ``flip_test`` overrides the run's test-time flip averaging (None keeps it). It is a test-time choice, so
     ``False`` (``--no-flip``) evaluates any run as the paper did, without mirrored crops, from half the crops.
+    ``one_box`` (``--one-box``) likewise runs stage 1 on its one test box, without the profile's jittered views.
 
     Introduced in ``notebooks/07_your_own_image.ipynb``.
     """
@@ -278,6 +279,8 @@ def load_cascade(run_dir: Path | str, stages: int | None = None, compile: bool =
     profile = run_profile(run_dir)
     if flip_test is not None:
         profile = profile.replace(flip_test=flip_test)
+    if one_box:
+        profile = profile.replace(view_scale=0.0, view_shift=0.0)
     model1, _ = load_stage(run_dir, 1, profile, device)
     refiners = []
     s = 2
@@ -335,15 +338,16 @@ def scored_images(splits: Splits, split: str, trained_on: bool) -> tuple[PoseDat
 
 def evaluate_run(run_dir: Path | str, data: str | None = None, out: Path | str | None = None,
                  stages: int | None = None, log: Log = print, compile: bool = False,
-                 flip_test: bool | None = None, device: Device = None, split: str = "auto", reuse: bool = False
-                 ) -> dict[str, Any]:
+                 flip_test: bool | None = None, device: Device = None, split: str = "auto", reuse: bool = False,
+                 one_box: bool = False) -> dict[str, Any]:
     """Run every stage on the images ``split`` names (``scored_images``) and write the report (JSON, markdown
     table, PDJ plot, best/worst); the mean-pose row is always the run's own training poses.
 
     ``reuse`` (the notebooks): a report already in ``out`` made from the same stage files, images, settings and
     library code (``report_key``) is returned as it is, instead of computed again.
 
-    ``compile``, ``flip_test`` and ``device`` as in ``load_cascade``; the report records the flip averaging used.
+    ``compile``, ``flip_test``, ``one_box`` and ``device`` as in ``load_cascade``; the report records the flip
+    averaging and the stage-1 box views used.
 
     Introduced in ``notebooks/06_evaluation.ipynb``.
     """
@@ -352,7 +356,7 @@ def evaluate_run(run_dir: Path | str, data: str | None = None, out: Path | str |
     run_dir = Path(run_dir)
     meta = read_run(run_dir)
     profile = Profile.from_dict(meta["profile"])
-    cascade = load_cascade(run_dir, stages, compile, flip_test, device)
+    cascade = load_cascade(run_dir, stages, compile, flip_test, device, one_box)
     out = writable_folder(out if out is not None else run_dir / "report", "report folder")  # before any inference
     data = resolve_data(data or meta["data"])
     splits = load_data(data, profile, log)
@@ -378,6 +382,7 @@ def evaluate_run(run_dir: Path | str, data: str | None = None, out: Path | str |
     baseline = mean_pose_baseline(own.train, images, profile)  # the training poses as training weighed them
     report_meta = {"run": str(run_dir), "profile": profile.name, "data": splits.name, "scored": scored,
                    "stages": cascade.stages, "flip_test": cascade.flip_test,
+                   "stage1_views": box_view_count(cascade), "view_scale_shift": list(cascade.stage1_views),
                    "training_seconds": meta.get("stages", {}),
                    "decoding_ms_per_image": 1000 * decoding / len(preds[0]),
                    "inference_ms_per_image": 1000 * seconds / len(preds[0]),  # with --compile: compiling included
@@ -388,6 +393,11 @@ def evaluate_run(run_dir: Path | str, data: str | None = None, out: Path | str |
     return results
 
 
+def box_view_count(cascade: Cascade) -> int:
+    """How many boxes stage 1 looks through per image (``crops.box_views``): 1 is the paper's one box."""
+    return len(box_views(np.ones(4), *cascade.stage1_views))
+
+
 def report_key(run_dir: Path, cascade: Cascade, data: str, images: PoseDataset) -> str:
     """A digest of everything a report is made from: the stage files it loaded, the images it scores (data, ids
     and labels: a corrected annotation must be scored again), the test-time settings, and the library's source code
@@ -395,7 +405,8 @@ def report_key(run_dir: Path, cascade: Cascade, data: str, images: PoseDataset) 
     digest = hashlib.sha256()
     for s in range(1, cascade.stages + 1):
         digest.update(hashlib.sha256(stage_path(run_dir, s).read_bytes()).digest())
-    digest.update(json.dumps([data, images.name, images.ids, cascade.flip_test, cascade.bf16]).encode())
+    digest.update(json.dumps([data, images.name, images.ids, cascade.flip_test, cascade.bf16,
+                              list(cascade.stage1_views)]).encode())
     digest.update(np.ascontiguousarray(images.joints).tobytes() + np.ascontiguousarray(images.visible).tobytes())
     for source in sorted(Path(__file__).parent.glob("*.py")):
         digest.update(source.name.encode() + source.read_bytes())
@@ -417,15 +428,16 @@ def kept_report(out: Path, key: str) -> dict[str, Any] | None:
 
 def predict_images(run_dir: Path | str, paths: Sequence[Path | str], out: Path | str | None = None,
                    box: np.ndarray | None = None, stages: int | None = None, compile: bool = False,
-                   flip_test: bool | None = None, device: Device = None, framing: str = "auto") -> Path:
+                   flip_test: bool | None = None, device: Device = None, framing: str = "auto",
+                   one_box: bool = False) -> Path:
     """Predict every image, draw and export; returns the folder. ``paths`` may name files, folders and globs.
 
     The stage-1 box is ``box`` [cx, cy, w, h] when given (it must overlap every image), else found by ``framing``
     (``framing.find_people``: ``auto`` a HOG person box, ``whole`` the whole image as LSP's protocol has it).
     Coordinates are written as the your-own-images annotation format has them (pixel centres at integers,
     top-left pixel (0, 0), as image viewers and OpenCV report them), so a prediction can be corrected by hand and
-    fed back as training data; so is each image's box and how it was found. ``compile``, ``flip_test`` and
-    ``device`` as in ``load_cascade``.
+    fed back as training data; so is each image's box and how it was found. ``compile``, ``flip_test``, ``one_box``
+    and ``device`` as in ``load_cascade``.
 
     Introduced in ``notebooks/07_your_own_image.ipynb``.
     """
@@ -438,7 +450,7 @@ def predict_images(run_dir: Path | str, paths: Sequence[Path | str], out: Path |
     if box is not None:
         check_box_overlaps(box, images)
     out = writable_folder(out if out is not None else Path(run_dir) / "predict")
-    cascade = load_cascade(run_dir, stages, compile, flip_test, device)
+    cascade = load_cascade(run_dir, stages, compile, flip_test, device, one_box)
     found = (given_boxes(np.tile(box, (len(images), 1))) if box is not None
              else find_people(cascade, images, run_profile(Path(run_dir)).box_margin, framing))
     poses = cascade.predict(images, found.boxes)  # (S, N, 14, 2) internal pixels

@@ -180,6 +180,10 @@ class Profile:
     arm_weight: float = 1.0  # stage 1's loss weight of the elbows and wrists (the other joints 1; the paper: 1);
     # not renormalised, so above 1 it also raises the total loss and with it the step those joints get
     flip_test: bool = True  # average every stage's output with that of its mirrored crop (not in the paper)
+    # stage 1 at test time also through its box scaled ×(1 ± view_scale) and moved ± view_shift of its side, the
+    # per-coordinate median of the views (crops.box_views; not in the paper): 0 and 0 look through the one box
+    view_scale: float = 0.0
+    view_shift: float = 0.0
     val_every: int = 4  # epochs between validation passes (0: never): the dev loss and the dev PCP curve
     val_images: int = 200
     seed: int = 0
@@ -423,6 +427,10 @@ def validate(p: Profile, stored: bool = False) -> None:
         raise ConfigError(f"arm_weight is stage 1's loss weight of elbows and wrists, above 0, got {p.arm_weight!r}")
     if not 0.0 <= p.refine_others <= 1.0:
         raise ConfigError(f"refine_others is a loss weight from 0 to 1, got {p.refine_others!r}")
+    for key in ("view_scale", "view_shift"):
+        if not 0.0 <= getattr(p, key) < 1.0:
+            raise ConfigError(f"{key} is a fraction of stage 1's test box, from 0 (off) to below 1, "
+                              f"got {getattr(p, key)!r}")
     if p.number_format not in FORMATS:
         raise ConfigError(f"number_format must be one of {', '.join(FORMATS)}, got {p.number_format!r}")
     if p.train_box not in ("image", "person", "auto"):

@@ -22,7 +22,7 @@ import torch
 from . import pipeline, rundir
 from .cascade import Cascade
 from .crops import CropSource
-from .profiles import Profile, get_profile
+from .profiles import Profile, get_profile, validate
 from .report import evaluate_predictions
 from .skeleton import joint_index
 from .splits import load_data
@@ -59,13 +59,24 @@ def dev_rows(cascade: Cascade, profile: Profile, data: str) -> list[dict[str, fl
     return [dev_row(st) for st in evaluate_predictions(cascade.predict(dev), dev.joints)["stages"]]
 
 
-def score_run(run_dir: Path, name: str) -> dict:
-    """A trial row for a run trained elsewhere (``make demo``): every stage scored on the dev split."""
+def score_run(run_dir: Path, name: str, views: dict[str, str] | None = None) -> dict:
+    """A trial row for a run trained elsewhere (``make demo``): every stage scored on the dev split.
+
+    ``views`` (``view_scale``, ``view_shift``) sets stage 1's test-time box views: a trial of how the same networks
+    are run, with nothing trained again."""
     meta = rundir.read_run(run_dir)
     profile = Profile.from_dict(meta["profile"])
+    if views:
+        unknown = set(views) - {"view_scale", "view_shift"}
+        if unknown:
+            raise ValueError(f"--score takes only view_scale= and view_shift=, got {sorted(unknown)}")
+        profile = profile.replace(**{k: float(v) for k, v in views.items()})
+        validate(profile)
     default = rundir.flat_fields(get_profile(profile.name).to_dict())
     changed = {k: str(v) for k, v in rundir.flat_fields(profile.to_dict()).items() if v != default[k]}
-    rows = dev_rows(pipeline.load_cascade(run_dir), profile, meta["data"])
+    cascade = pipeline.load_cascade(run_dir)
+    cascade.stage1_views = (profile.view_scale, profile.view_shift)
+    rows = dev_rows(cascade, profile, meta["data"])
     return {"name": name, "stages": len(rows), "overrides": changed or {"(the profile)": profile.name},
             "stage_seconds": meta["stages"], "dev": rows}
 
@@ -157,7 +168,7 @@ def main(argv: list[str]) -> None:
     if argv == ["--table"]:
         print(table())
     elif argv and argv[0] == "--score":
-        print_and_keep(score_run(Path(argv[1]), argv[2]))
+        print_and_keep(score_run(Path(argv[1]), argv[2], dict(f.split("=", 1) for f in argv[3:])))
     elif argv and argv[0] == "--paper-check":
         fields = dict(f.split("=", 1) for f in argv[1:])
         sizes = {k: int(fields.pop(k)) for k in ("images", "epochs", "batch_size") if k in fields}

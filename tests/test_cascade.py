@@ -8,6 +8,7 @@ smoke run checks where a real run takes its displacement statistics from.
 from __future__ import annotations
 
 import dataclasses
+import json
 import shutil
 
 import numpy as np
@@ -26,6 +27,7 @@ from deeppose_lab.cascade import (
     predict_stage1,
     refine,
 )
+from deeppose_lab.crops import box_views
 from deeppose_lab.datasets import PoseDataset
 from deeppose_lab.geometry import Augmentation, denormalise, image_box, make_box
 from deeppose_lab.model import DeepPoseNet
@@ -439,6 +441,57 @@ def test_flip_averaging_maps_the_mirrored_prediction_back():
     # either step moves the right joints 0.1 the wrong way.
     np.testing.assert_allclose(averaged, plain, atol=1e-6)
     np.testing.assert_allclose(plain[0, 0], [(5 + 0.5) / 32 - 0.5 + 0.1, (9 + 0.5) / 32 - 0.5], atol=1e-6)
+
+
+def test_box_views_scale_and_move_the_test_box_by_fractions_of_its_side():
+    box = make_box(100.0, 80.0, 60.0, 60.0)
+    assert [len(box_views(box, s, d)) for s, d in ((0, 0), (0.1, 0), (0, 0.06), (0.1, 0.06))] == [1, 3, 5, 15]
+    np.testing.assert_array_equal(box_views(box)[0], box)
+    views = box_views(box, 0.1, 0.05)
+    np.testing.assert_array_equal(views[0], box)  # the one box first, as without views
+    assert sorted({round(v[2], 6) for v in views}) == [54.0, 60.0, 66.0] and np.all(views[:, 2] == views[:, 3])
+    big = views[views[:, 2] > 65]  # the 1.1 box moved by 0.05 of ITS side, 3.3 px, each way along x and y
+    np.testing.assert_allclose(sorted(big[:, 0]), [96.7, 100, 100, 100, 103.3])
+    np.testing.assert_allclose(sorted(big[:, 1]), [76.7, 80, 80, 80, 83.3])
+    with pytest.raises(ValueError, match="scale"):
+        box_views(box, 1.0, 0.0)
+
+
+class WildFirstCrop(FixedNet):
+    """FixedNet, except that the first crop of every call is answered 10 box sides away: one wild view."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = super().forward(x).clone()
+        out[0] += 10.0
+        return out
+
+
+def test_stage1_views_map_each_view_back_and_keep_the_median():
+    images = noise_images()
+    offset = np.tile([0.1, -0.2], (14, 1))
+    data = ArrayPoses(images, np.zeros((len(images), 14, 2)))
+    one_box = predict_stage1(FixedNet(offset), data, SIZE)
+    for views in ((0.1, 0.0), (0.0, 0.06), (0.1, 0.06)):
+        # a fixed output lands at centre + output × side in each view: views symmetric about the box have the one
+        # box's answer as their median (a view mapped back through another view's matrix would not)
+        np.testing.assert_allclose(predict_stage1(FixedNet(offset), data, SIZE, views=views), one_box, atol=1e-4)
+    # one image a call (batch 15): the wild answer is one view of each image; a mean would move every joint 2/3 of
+    # the box's side, the median not at all
+    wild = predict_stage1(WildFirstCrop(offset), data, SIZE, batch_size=15, views=(0.1, 0.06))
+    np.testing.assert_allclose(wild, one_box, atol=1e-4)
+
+
+def test_a_cascade_takes_its_views_from_the_profile_and_one_box_turns_them_off(smoke_run):
+    run_dir, _ = smoke_run
+    meta = pipeline.read_run(run_dir)
+    assert pipeline.load_cascade(run_dir).stage1_views == (0.0, 0.0)
+    viewing = run_dir.parent / "viewing"
+    shutil.copytree(run_dir, viewing, dirs_exist_ok=True)
+    meta["profile"].update(view_scale=0.1, view_shift=0.06)
+    (viewing / "run.json").write_text(json.dumps(meta))
+    assert pipeline.load_cascade(viewing).stage1_views == (0.1, 0.06)
+    assert pipeline.load_cascade(viewing, one_box=True).stage1_views == (0.0, 0.0)
+    assert pipeline.box_view_count(pipeline.load_cascade(viewing)) == 15
 
 
 def test_bf16_copies_follow_new_weights_and_leave_the_network_alone():

@@ -144,6 +144,26 @@ def test_no_flip_evaluates_and_predicts_a_flip_averaging_run_as_the_paper_did(ru
     assert pipeline.load_cascade(flipping).flip_test and not pipeline.load_cascade(flipping, flip_test=False).flip_test
 
 
+def test_one_box_evaluates_a_run_with_box_views_on_the_one_test_box(run_dir, pngs, tmp_path):
+    viewing = tmp_path / "viewing"  # the same networks, recorded with stage 1's jittered box views at test time
+    shutil.copytree(run_dir, viewing, ignore=shutil.ignore_patterns("report", "predict"))
+    meta = json.loads((viewing / "run.json").read_text())
+    meta["profile"].update(view_scale=0.1, view_shift=0.06)
+    (viewing / "run.json").write_text(json.dumps(meta))
+    joints, counts = {}, {}
+    for name, folder, extra in (("plain", run_dir, []), ("views", viewing, []), ("one-box", viewing, ["--one-box"])):
+        out = tmp_path / f"report-{name}"
+        assert main(["evaluate", str(folder), "--out", str(out), *extra]) == 0
+        counts[name] = json.loads((out / "report.json").read_text())["meta"]["stage1_views"]
+        with np.load(out / "predictions.npz", allow_pickle=False) as npz:
+            joints[name] = npz["joints"]
+    assert counts == {"plain": 1, "views": 15, "one-box": 1}
+    np.testing.assert_array_equal(joints["one-box"], joints["plain"])
+    assert not np.allclose(joints["views"], joints["plain"])
+    out = tmp_path / "predict"
+    assert main(["predict", str(viewing), *map(str, pngs), "--out", str(out), "--one-box", "--whole-image"]) == 0
+
+
 def test_unknown_profile_is_a_user_error(tmp_path, capsys):
     assert main(["train", "--profile", "nope", "--out", str(tmp_path / "r")]) == 2
     err = capsys.readouterr().err

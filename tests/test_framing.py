@@ -151,6 +151,10 @@ def test_a_study_trial_scores_every_stage_on_the_dev_split(tmp_path):
     assert all(0.0 <= d["strict"] <= d["loose"] <= 1.0 for d in row["dev"])
     again = study.score_run(tmp_path / "t", "t again")  # the same run scored afterwards: the same numbers
     assert again["dev"] == row["dev"] and again["overrides"]["stage1.epochs"] == "1"
+    viewed = study.score_run(tmp_path / "t", "t with views", {"view_scale": "0.1", "view_shift": "0.06"})
+    assert viewed["overrides"]["view_scale"] == "0.1" and len(viewed["dev"]) == 2  # the numbers: test_cascade
+    with pytest.raises(ValueError, match="view_scale"):
+        study.score_run(tmp_path / "t", "bad", {"sigma": "2"})
 
 
 def test_refiners_learn_from_stage_1_looking_where_its_training_crops_were_framed(lsp_and_lspet, tmp_path,
