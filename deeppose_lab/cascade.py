@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .crops import CropItem, box_views, inference_box, loss_weight
+from .crops import CropItem, box_views, inference_box, loss_weight, view_count
 from .datasets import PoseDataset
 from .geometry import (
     MIN_DIAM,
@@ -187,7 +187,7 @@ def predict_stage1(model: nn.Module, dataset: PoseDataset, size: int, boxes: np.
     Introduced in ``notebooks/04_stage1.ipynb``.
     """
     out = np.empty((len(dataset), NUM_JOINTS, 2))
-    per_image = len(box_views(np.ones(4), *views))
+    per_image = view_count(*views)
     step = max(1, batch_size // per_image)
     for start in range(0, len(dataset), step):
         idx = range(start, min(start + step, len(dataset)))

@@ -71,6 +71,11 @@ def box_views(box: np.ndarray, scale: float = 0.0, shift: float = 0.0) -> np.nda
                      for s in scales for dx, dy in moves])
 
 
+def view_count(scale: float = 0.0, shift: float = 0.0) -> int:
+    """How many boxes ``box_views`` gives for ``scale`` and ``shift``: 1 is the paper's one box."""
+    return len(box_views(np.ones(4), scale, shift))
+
+
 def training_box(sample: Sample, kind: str, margin: float, framing: str = "image") -> np.ndarray:
     """The stage-1 training box: ``image`` matches what test time will see, ``person`` is the joints' extent
     widened by ``margin``; ``auto`` is ``image`` for a sample whose data set frames people as the test images do

@@ -22,7 +22,7 @@ from torch import nn
 from .atomic import writable_folder, write_text
 from .cascade import Cascade, DisplacementStats, RefineCrops, diam_floors, displacement_stats
 from .checkpoint import CheckpointError, load_checkpoint
-from .crops import PersonCrops, box_views, inference_box, training_boxes
+from .crops import PersonCrops, inference_box, training_boxes, view_count
 from .datasets import Concat, ImageFiles, PoseDataset
 from .distributed import default_device, is_main
 from .drawing import draw_pose, save_png
@@ -382,7 +382,7 @@ def evaluate_run(run_dir: Path | str, data: str | None = None, out: Path | str |
     baseline = mean_pose_baseline(own.train, images, profile)  # the training poses as training weighed them
     report_meta = {"run": str(run_dir), "profile": profile.name, "data": splits.name, "scored": scored,
                    "stages": cascade.stages, "flip_test": cascade.flip_test,
-                   "stage1_views": box_view_count(cascade), "view_scale_shift": list(cascade.stage1_views),
+                   "stage1_views": view_count(*cascade.stage1_views), "view_scale_shift": list(cascade.stage1_views),
                    "training_seconds": meta.get("stages", {}),
                    "decoding_ms_per_image": 1000 * decoding / len(preds[0]),
                    "inference_ms_per_image": 1000 * seconds / len(preds[0]),  # with --compile: compiling included
@@ -391,11 +391,6 @@ def evaluate_run(run_dir: Path | str, data: str | None = None, out: Path | str |
     log(f"report written to {out}/ (report.md, report.json, pdj.png, best_worst.png, time_to_accuracy.png, "
         "predictions.npz)")
     return results
-
-
-def box_view_count(cascade: Cascade) -> int:
-    """How many boxes stage 1 looks through per image (``crops.box_views``): 1 is the paper's one box."""
-    return len(box_views(np.ones(4), *cascade.stage1_views))
 
 
 def report_key(run_dir: Path, cascade: Cascade, data: str, images: PoseDataset) -> str:

@@ -27,7 +27,7 @@ from deeppose_lab.cascade import (
     predict_stage1,
     refine,
 )
-from deeppose_lab.crops import box_views
+from deeppose_lab.crops import box_views, view_count
 from deeppose_lab.datasets import PoseDataset
 from deeppose_lab.geometry import Augmentation, denormalise, image_box, make_box
 from deeppose_lab.model import DeepPoseNet
@@ -491,7 +491,7 @@ def test_a_cascade_takes_its_views_from_the_profile_and_one_box_turns_them_off(s
     (viewing / "run.json").write_text(json.dumps(meta))
     assert pipeline.load_cascade(viewing).stage1_views == (0.1, 0.06)
     assert pipeline.load_cascade(viewing, one_box=True).stage1_views == (0.0, 0.0)
-    assert pipeline.box_view_count(pipeline.load_cascade(viewing)) == 15
+    assert view_count(*pipeline.load_cascade(viewing).stage1_views) == 15
 
 
 def test_bf16_copies_follow_new_weights_and_leave_the_network_alone():
