@@ -454,8 +454,10 @@ def run_all(quick: bool, run_dir: Path) -> dict:
     out["data_beside_step"] = data
     out["peer_epoch"] = peer_figures(classroom, 200 if quick else 1000, 1 if quick else 2)
     no_flip = classroom.replace(flip_test=False)  # --no-flip: half the crops, no mirrors, as in the paper
+    one_box = classroom.replace(view_scale=0.0, view_shift=0.0)  # --one-box: stage 1 on one box, not 15 views
     out["cascade_inference"] = {name: inference_latencies(p, n, repeats) for name, p, n in (
-        ("classroom", classroom, 8), ("classroom --no-flip", no_flip, 8), ("paper", paper, 2))}
+        ("classroom", classroom, 8), ("classroom --one-box", one_box, 8), ("classroom --no-flip", no_flip, 8),
+        ("paper", paper, 2))}
     out["widget_redraw_ms"] = widget_redraws(classroom, load_lsp(split="test") if lsp_available()
                                              else SyntheticPoses(16, seed=4))
     out["time_to_accuracy"] = time_to_accuracy(run_dir)

@@ -82,7 +82,7 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
 
     results = evaluate_run(args.run_dir, args.data, args.out, args.stages, compile=args.compile,
                            flip_test=False if args.no_flip else None, device=args.device, split=args.split,
-                           one_box=args.one_box)
+                           views=args.views)
     print(markdown_table(results, results.get("baseline")))
 
 
@@ -105,7 +105,7 @@ def cmd_predict(args: argparse.Namespace) -> None:
     box = parse_box(args.box) if args.box else None
     written = predict_images(args.run_dir, args.images, args.out, box, args.stages, args.compile,
                              False if args.no_flip else None, device=args.device,
-                             framing="whole" if args.whole_image else args.framing, one_box=args.one_box)
+                             framing="whole" if args.whole_image else args.framing, views=args.views)
     print(f"poses drawn and coordinates written to {written}/ (predictions.json, predictions.npz, *_pose.png)")
 
 
@@ -152,10 +152,31 @@ NO_FLIP_HELP = ("no flip averaging at test time, as in the paper, whatever the r
                 "so faster and a little less accurate (measured in docs/performance.md)")
 
 ONE_BOX_HELP = ("stage 1 on its one test box, as in the paper, without the profile's jittered box views "
-                "(view_scale, view_shift): up to 15 times fewer stage-1 crops (measured in docs/accuracy.md)")
+                "(view_scale, view_shift): up to 15 times fewer stage-1 crops (same as --views 0,0)")
+VIEWS_HELP = ("stage 1's test-time box views for this command, whatever the run's profile says: its box also scaled "
+              "x(1 +- SCALE) and moved +- SHIFT of its side, the median pose of the views (classroom: 0.1,0.06, 15 "
+              "boxes; measured in docs/accuracy.md)")
+
+
+def parse_views(text: str) -> tuple[float, float]:
+    try:
+        scale, shift = (float(v) for v in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--views expects SCALE,SHIFT (two numbers), got {text!r}") from None
+    if not (0.0 <= scale < 1.0 and 0.0 <= shift < 1.0):
+        raise argparse.ArgumentTypeError(f"--views {text!r}: SCALE and SHIFT are fractions of the box, from 0 to "
+                                         "below 1")
+    return scale, shift
 
 
 DEVICE_HELP = "where the networks run: cpu, cuda, cuda:1 (default: the GPU when there is one, as training uses)"
+
+
+def add_view_options(p: argparse.ArgumentParser) -> None:
+    """--views and its shorthand --one-box: both set the same ``views`` (None keeps the run's profile)."""
+    views = p.add_mutually_exclusive_group()
+    views.add_argument("--views", type=parse_views, default=None, metavar="SCALE,SHIFT", help=VIEWS_HELP)
+    views.add_argument("--one-box", dest="views", action="store_const", const=(0.0, 0.0), help=ONE_BOX_HELP)
 
 
 def parse_device(text: str) -> str:
@@ -202,7 +223,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--stages", type=int, default=None)
     p.add_argument("--compile", action="store_true", help=COMPILE_HELP)
     p.add_argument("--no-flip", action="store_true", help=NO_FLIP_HELP)
-    p.add_argument("--one-box", action="store_true", help=ONE_BOX_HELP)
+    add_view_options(p)
     p.add_argument("--device", type=parse_device, default=None, help=DEVICE_HELP)
     p.set_defaults(func=cmd_evaluate)
 
@@ -221,7 +242,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--stages", type=int, default=None)
     p.add_argument("--compile", action="store_true", help=COMPILE_HELP)
     p.add_argument("--no-flip", action="store_true", help=NO_FLIP_HELP)
-    p.add_argument("--one-box", action="store_true", help=ONE_BOX_HELP)
+    add_view_options(p)
     p.add_argument("--device", type=parse_device, default=None, help=DEVICE_HELP)
     p.set_defaults(func=cmd_predict)
 

@@ -33,7 +33,7 @@ from .images import image_paths
 from .metrics import pcp
 from .model import DeepPoseNet
 from .number_format import auto_choice, use_bf16
-from .profiles import Profile
+from .profiles import Profile, validate
 from .rundir import (
     Log,
     agreed_start,
@@ -266,12 +266,14 @@ def check_stage_matches_run(path: Path, ckpt: dict[str, Any], profile: Profile, 
 
 
 def load_cascade(run_dir: Path | str, stages: int | None = None, compile: bool = False,
-                 flip_test: bool | None = None, device: Device = None, one_box: bool = False) -> Cascade:
+                 flip_test: bool | None = None, device: Device = None,
+                 views: tuple[float, float] | None = None) -> Cascade:
     """Every finished stage in ``run_dir`` (or the first ``stages``), ready to predict on ``device``.
 
     ``flip_test`` overrides the run's test-time flip averaging (None keeps it). It is a test-time choice, so
     ``False`` (``--no-flip``) evaluates any run as the paper did, without mirrored crops, from half the crops.
-    ``one_box`` (``--one-box``) likewise runs stage 1 on its one test box, without the profile's jittered views.
+    ``views`` (``--views SCALE,SHIFT``) likewise overrides stage 1's test-time box views (``view_scale``,
+    ``view_shift``); (0, 0) (``--one-box``) runs stage 1 on its one test box, as the paper did.
 
     Introduced in ``notebooks/07_your_own_image.ipynb``.
     """
@@ -279,8 +281,9 @@ def load_cascade(run_dir: Path | str, stages: int | None = None, compile: bool =
     profile = run_profile(run_dir)
     if flip_test is not None:
         profile = profile.replace(flip_test=flip_test)
-    if one_box:
-        profile = profile.replace(view_scale=0.0, view_shift=0.0)
+    if views is not None:
+        profile = profile.replace(view_scale=float(views[0]), view_shift=float(views[1]))
+        validate(profile, stored=True)
     model1, _ = load_stage(run_dir, 1, profile, device)
     refiners = []
     s = 2
@@ -339,14 +342,14 @@ def scored_images(splits: Splits, split: str, trained_on: bool) -> tuple[PoseDat
 def evaluate_run(run_dir: Path | str, data: str | None = None, out: Path | str | None = None,
                  stages: int | None = None, log: Log = print, compile: bool = False,
                  flip_test: bool | None = None, device: Device = None, split: str = "auto", reuse: bool = False,
-                 one_box: bool = False) -> dict[str, Any]:
+                 views: tuple[float, float] | None = None) -> dict[str, Any]:
     """Run every stage on the images ``split`` names (``scored_images``) and write the report (JSON, markdown
     table, PDJ plot, best/worst); the mean-pose row is always the run's own training poses.
 
     ``reuse`` (the notebooks): a report already in ``out`` made from the same stage files, images, settings and
     library code (``report_key``) is returned as it is, instead of computed again.
 
-    ``compile``, ``flip_test``, ``one_box`` and ``device`` as in ``load_cascade``; the report records the flip
+    ``compile``, ``flip_test``, ``views`` and ``device`` as in ``load_cascade``; the report records the flip
     averaging and the stage-1 box views used.
 
     Introduced in ``notebooks/06_evaluation.ipynb``.
@@ -356,7 +359,7 @@ def evaluate_run(run_dir: Path | str, data: str | None = None, out: Path | str |
     run_dir = Path(run_dir)
     meta = read_run(run_dir)
     profile = Profile.from_dict(meta["profile"])
-    cascade = load_cascade(run_dir, stages, compile, flip_test, device, one_box)
+    cascade = load_cascade(run_dir, stages, compile, flip_test, device, views)
     out = writable_folder(out if out is not None else run_dir / "report", "report folder")  # before any inference
     data = resolve_data(data or meta["data"])
     splits = load_data(data, profile, log)
@@ -424,14 +427,14 @@ def kept_report(out: Path, key: str) -> dict[str, Any] | None:
 def predict_images(run_dir: Path | str, paths: Sequence[Path | str], out: Path | str | None = None,
                    box: np.ndarray | None = None, stages: int | None = None, compile: bool = False,
                    flip_test: bool | None = None, device: Device = None, framing: str = "auto",
-                   one_box: bool = False) -> Path:
+                   views: tuple[float, float] | None = None) -> Path:
     """Predict every image, draw and export; returns the folder. ``paths`` may name files, folders and globs.
 
     The stage-1 box is ``box`` [cx, cy, w, h] when given (it must overlap every image), else found by ``framing``
     (``framing.find_people``: ``auto`` a HOG person box, ``whole`` the whole image as LSP's protocol has it).
     Coordinates are written as the your-own-images annotation format has them (pixel centres at integers,
     top-left pixel (0, 0), as image viewers and OpenCV report them), so a prediction can be corrected by hand and
-    fed back as training data; so is each image's box and how it was found. ``compile``, ``flip_test``, ``one_box``
+    fed back as training data; so is each image's box and how it was found. ``compile``, ``flip_test``, ``views``
     and ``device`` as in ``load_cascade``.
 
     Introduced in ``notebooks/07_your_own_image.ipynb``.
@@ -445,7 +448,7 @@ def predict_images(run_dir: Path | str, paths: Sequence[Path | str], out: Path |
     if box is not None:
         check_box_overlaps(box, images)
     out = writable_folder(out if out is not None else Path(run_dir) / "predict")
-    cascade = load_cascade(run_dir, stages, compile, flip_test, device, one_box)
+    cascade = load_cascade(run_dir, stages, compile, flip_test, device, views)
     found = (given_boxes(np.tile(box, (len(images), 1))) if box is not None
              else find_people(cascade, images, run_profile(Path(run_dir)).box_margin, framing))
     poses = cascade.predict(images, found.boxes)  # (S, N, 14, 2) internal pixels

@@ -74,8 +74,7 @@ def score_run(run_dir: Path, name: str, views: dict[str, str] | None = None) -> 
         validate(profile)
     default = rundir.flat_fields(get_profile(profile.name).to_dict())
     changed = {k: str(v) for k, v in rundir.flat_fields(profile.to_dict()).items() if v != default[k]}
-    cascade = pipeline.load_cascade(run_dir)
-    cascade.stage1_views = (profile.view_scale, profile.view_shift)
+    cascade = pipeline.load_cascade(run_dir, views=(profile.view_scale, profile.view_shift))
     rows = dev_rows(cascade, profile, meta["data"])
     return {"name": name, "stages": len(rows), "overrides": changed or {"(the profile)": profile.name},
             "stage_seconds": meta["stages"], "dev": rows}

@@ -29,6 +29,7 @@ from deeppose_lab.cascade import (
 )
 from deeppose_lab.crops import box_views, view_count
 from deeppose_lab.datasets import PoseDataset
+from deeppose_lab.errors import ConfigError
 from deeppose_lab.geometry import Augmentation, denormalise, image_box, make_box
 from deeppose_lab.model import DeepPoseNet
 from deeppose_lab.profiles import get_profile
@@ -481,7 +482,7 @@ def test_stage1_views_map_each_view_back_and_keep_the_median():
     np.testing.assert_allclose(wild, one_box, atol=1e-4)
 
 
-def test_a_cascade_takes_its_views_from_the_profile_and_one_box_turns_them_off(smoke_run):
+def test_a_cascade_takes_its_views_from_the_profile_unless_told_otherwise(smoke_run):
     run_dir, _ = smoke_run
     meta = pipeline.read_run(run_dir)
     assert pipeline.load_cascade(run_dir).stage1_views == (0.0, 0.0)
@@ -490,7 +491,10 @@ def test_a_cascade_takes_its_views_from_the_profile_and_one_box_turns_them_off(s
     meta["profile"].update(view_scale=0.1, view_shift=0.06)
     (viewing / "run.json").write_text(json.dumps(meta))
     assert pipeline.load_cascade(viewing).stage1_views == (0.1, 0.06)
-    assert pipeline.load_cascade(viewing, one_box=True).stage1_views == (0.0, 0.0)
+    assert pipeline.load_cascade(viewing, views=(0, 0)).stage1_views == (0.0, 0.0)
+    assert pipeline.load_cascade(run_dir, views=(0.2, 0)).stage1_views == (0.2, 0.0)
+    with pytest.raises(ConfigError, match="view_scale"):
+        pipeline.load_cascade(run_dir, views=(1.0, 0))
     assert view_count(*pipeline.load_cascade(viewing).stage1_views) == 15
 
 

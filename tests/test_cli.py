@@ -144,24 +144,32 @@ def test_no_flip_evaluates_and_predicts_a_flip_averaging_run_as_the_paper_did(ru
     assert pipeline.load_cascade(flipping).flip_test and not pipeline.load_cascade(flipping, flip_test=False).flip_test
 
 
-def test_one_box_evaluates_a_run_with_box_views_on_the_one_test_box(run_dir, pngs, tmp_path):
+def test_views_and_one_box_override_the_runs_box_views_at_test_time(run_dir, pngs, tmp_path):
     viewing = tmp_path / "viewing"  # the same networks, recorded with stage 1's jittered box views at test time
     shutil.copytree(run_dir, viewing, ignore=shutil.ignore_patterns("report", "predict"))
     meta = json.loads((viewing / "run.json").read_text())
     meta["profile"].update(view_scale=0.1, view_shift=0.06)
     (viewing / "run.json").write_text(json.dumps(meta))
     joints, counts = {}, {}
-    for name, folder, extra in (("plain", run_dir, []), ("views", viewing, []), ("one-box", viewing, ["--one-box"])):
+    for name, folder, extra in (("plain", run_dir, []), ("views", viewing, []), ("one-box", viewing, ["--one-box"]),
+                                ("--views", run_dir, ["--views", "0.1,0.06"]), ("0,0", viewing, ["--views", "0,0"])):
         out = tmp_path / f"report-{name}"
         assert main(["evaluate", str(folder), "--out", str(out), *extra]) == 0
         counts[name] = json.loads((out / "report.json").read_text())["meta"]["stage1_views"]
         with np.load(out / "predictions.npz", allow_pickle=False) as npz:
             joints[name] = npz["joints"]
-    assert counts == {"plain": 1, "views": 15, "one-box": 1}
+    assert counts == {"plain": 1, "views": 15, "one-box": 1, "--views": 15, "0,0": 1}
     np.testing.assert_array_equal(joints["one-box"], joints["plain"])
+    np.testing.assert_array_equal(joints["0,0"], joints["plain"])
+    np.testing.assert_array_equal(joints["--views"], joints["views"])
     assert not np.allclose(joints["views"], joints["plain"])
     out = tmp_path / "predict"
     assert main(["predict", str(viewing), *map(str, pngs), "--out", str(out), "--one-box", "--whole-image"]) == 0
+    for bad in ("0.1", "1,0", "a,b"):
+        with pytest.raises(SystemExit):
+            main(["evaluate", str(run_dir), "--views", bad])
+    with pytest.raises(SystemExit):
+        main(["evaluate", str(run_dir), "--views", "0.1,0", "--one-box"])
 
 
 def test_unknown_profile_is_a_user_error(tmp_path, capsys):

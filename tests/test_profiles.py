@@ -179,12 +179,22 @@ def test_a_flat_run_file_from_before_recipes_loads_as_the_same_profile():
            "optimizer": "adam", "loss": "l1", "lr": 0.001, "weight_decay": 0.05, "schedule": "cosine",
            "batch_size": 64, "epochs": 20, "refine_input_size": 112, "refine_width": 0.5, "refine_epochs": 2,
            "refine_lr": 0.0003, "stages": 3}
-    then = get_profile("classroom", refine_epochs="2", stages="3", dropout="0.2", refine_others="0")  # the recipe then
+    then = get_profile("classroom", refine_epochs="2", stages="3", dropout="0.2", refine_others="0",
+                       view_scale="0", view_shift="0")  # the recipe then
     assert Profile.from_dict(old) == then
     with pytest.raises(ValueError, match=r"refiner.lr must be a float"):
         Profile.from_dict({**old, "refine_lr": "fast"})
     with pytest.raises(ValueError, match=r"unknown profile fields \['stage1.speed'\]"):
         Profile.from_dict({"stage1": {"speed": 1}})
+
+
+def test_a_run_from_before_box_views_keeps_its_one_box_and_a_new_one_gets_the_views():
+    old = get_profile("classroom").to_dict()
+    del old["view_scale"], old["view_shift"]
+    assert (Profile.from_dict(old).view_scale, Profile.from_dict(old).view_shift) == (0.0, 0.0)
+    new = Profile.from_dict(get_profile("classroom").to_dict())
+    assert (new.view_scale, new.view_shift) == (0.1, 0.06)
+    assert (get_profile("paper").view_scale, get_profile("smoke").view_shift) == (0.0, 0.0)
 
 
 def test_refine_init_previous_needs_a_refiner_of_stage_1s_shape():
