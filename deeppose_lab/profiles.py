@@ -36,9 +36,9 @@ its numbers are in ``docs/accuracy.md`` (accuracy) and ``docs/performance.md`` (
 - flip averaging at test time (``flip_test``) for every stage.
 - stage 1 at test time through 15 views of its box (``view_scale`` 0.1, ``view_shift`` 0.06: sides ×0.9, 1, 1.1,
   each centred on the box and moved 6 % of its side left, right, up and down), the median pose of the views, then
-  the refiners as usual. On the dev split, paired on the same networks (two cascades, AH's and a ``make demo``'s),
-  stage 3 gained +0.017 / +0.009 strict, +0.020 / +0.015 wrists' ``PDJ@0.2``, at 28 more stage-1 crops an image
-  (142 against 114 with flip averaging).
+  the refiners as usual. On the dev split, paired on the same networks (two cascades, a ``make demo``'s and trial
+  AH's), stage 3 gained +0.009 / +0.013 strict, +0.015 / +0.008 wrists' ``PDJ@0.2``; on LSP test (the demo's)
+  +0.008 strict, +0.002 wrists. It costs 28 more stage-1 crops an image (142 against 114 with flip averaging).
 - three stages, as the paper has, each refiner trained for 4 epochs. With the refiners of 2026-12-01 a third
   stage lost strict PCP; with σ = 1, eight LSP repeats and no dropout it gains on every measure (dev split, trial
   V: stage 3 0.404 strict against 0.398, lower arms 0.158 against 0.130, ``PDJ@0.1`` 0.255 against 0.219, wrists
