@@ -290,6 +290,7 @@ def format_benchmark(rows: dict[str, dict[str, float]]) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> None:
+    from .cli import add_view_options
     from .pipeline import load_cascade
     from .rundir import run_profile
     from .splits import load_data
@@ -302,9 +303,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--rounds", type=int, default=REFRAME_ROUNDS, help="re-framings of a first guess")
     parser.add_argument("--by-overlap", action="store_true",
                         help="instead: split auto framing's loss by its box's IoU with the true one")
+    add_view_options(parser)
     args = parser.parse_args(argv)
     profile = run_profile(args.run_dir)
-    cascade = load_cascade(args.run_dir)
+    cascade = load_cascade(args.run_dir, views=args.views)
     splits = load_data("lsp", profile, log=lambda _: None)
     people = splits.dev if args.split == "dev" else splits.test
     scenes = pasted_scenes(people.subset(range(min(args.images, len(people))), people.name))

@@ -15,6 +15,7 @@ from deeppose_lab.errors import ConfigError
 from deeppose_lab.geometry import image_box, make_box, person_box
 from deeppose_lab.images import DataError, image_paths
 from deeppose_lab.pipeline import evaluate_run, predict_images
+from deeppose_lab.profiles import get_profile
 from deeppose_lab.synthetic import SyntheticPoses
 from tests.helpers import POSE, fake_run
 
@@ -192,3 +193,21 @@ def test_loss_by_overlap_splits_the_framing_loss_between_missed_and_imperfect_bo
     assert missed["truth"] == 1.0 and missed["found"] == 0.0
     assert missed["share_of_loss"] == pytest.approx(1.0)  # all of the loss is in the missed bin
     assert sum(r["share_of_loss"] for r in rows) == pytest.approx(1.0)
+
+
+def test_the_framing_benchmark_takes_the_box_views_of_evaluate(monkeypatch: pytest.MonkeyPatch) -> None:
+    asked = []
+
+    def load_cascade(run_dir: str, views: tuple[float, float] | None = None) -> None:
+        asked.append(views)
+        raise SystemExit(0)  # the benchmark itself needs LSP; the wiring is what is tested here
+
+    monkeypatch.setattr("deeppose_lab.pipeline.load_cascade", load_cascade)
+    monkeypatch.setattr("deeppose_lab.rundir.run_profile", lambda run_dir: get_profile("smoke"))
+    for argv, views in ((["RUN"], None), (["RUN", "--views", "0.1,0.06"], (0.1, 0.06)), (["RUN", "--one-box"], (0, 0))):
+        with pytest.raises(SystemExit):
+            framing.main(argv)
+        assert asked.pop() == views
+    with pytest.raises(SystemExit):
+        framing.main(["RUN", "--views", "1.5,0"])
+    assert not asked
