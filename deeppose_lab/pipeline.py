@@ -33,7 +33,7 @@ from .images import image_paths
 from .metrics import pcp
 from .model import DeepPoseNet
 from .number_format import auto_choice, use_bf16
-from .profiles import Profile, validate
+from .profiles import Profile, validate, without_views
 from .rundir import (
     Log,
     agreed_start,
@@ -74,8 +74,11 @@ def train_run(run_dir: Path | str, profile: Profile, data: str = "auto", stages:
         splits = load_data(data, profile, log)  # first: a typo in --data must not leave a run.json behind
         check_trainable(splits, profile)
         meta = agreed_start(run_dir, settled_number_format(run_dir, profile, log), data)
-        # rank 0's choice, on every rank (from run.json: an old one names it as a bf16 flag)
-        profile = profile.replace(number_format=Profile.from_dict(meta["profile"]).number_format)
+        # rank 0's choice, on every rank (from run.json: an old one names it as a bf16 flag), and the box views the
+        # run recorded (a resumed run keeps its own; start_run does not compare them)
+        recorded = Profile.from_dict(meta["profile"])
+        profile = profile.replace(number_format=recorded.number_format, view_scale=recorded.view_scale,
+                                  view_shift=recorded.view_shift)
         log(f"data {splits.name}: {len(splits.train)} training, {len(splits.dev)} dev (validation) and "
             f"{len(splits.test)} test images")
         if all(stage_complete(run_dir, s) for s in range(1, stages + 1)):
@@ -88,10 +91,11 @@ def train_run(run_dir: Path | str, profile: Profile, data: str = "auto", stages:
         model1, history = train_stage1(run_dir, profile, splits.train, val, progress)
         record_stage(meta, run_dir, 1, history, log)
         # Stage s learns from stage s−1's errors exactly as the cascade will make them at test time: on each
-        # training image stage 1 looks where its training crops were framed (LSP-extended: around the person).
-        cascade = cascade_for(profile, model1, [])
+        # training image stage 1 looks where its training crops were framed (LSP-extended: around the person),
+        # through that one box: the test-time views were measured on refiners trained so.
+        cascade = cascade_for(without_views(profile), model1, [])
         if stages == 1:
-            return cascade
+            return cascade_for(profile, model1, [])
         refine_train = refiner_images(splits.train, profile)
         boxes = training_boxes(refine_train, profile.train_box, profile.box_margin)
         train_pose, val_pose = cascade.first_pose(refine_train, boxes), cascade.first_pose(val)
@@ -104,7 +108,7 @@ def train_run(run_dir: Path | str, profile: Profile, data: str = "auto", stages:
                 train_pose = cascade.refined(model, refine_train, train_pose, train_floor)
             val_pose = cascade.refined(model, val, val_pose, val_floor)
             cascade.refiners.append(model)
-    return cascade
+    return cascade_for(profile, model1, cascade.refiners)  # with the profile's test-time views
 
 
 def settled_number_format(run_dir: Path, profile: Profile, log: Log) -> Profile:

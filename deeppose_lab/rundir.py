@@ -27,7 +27,7 @@ from .atomic import writable_folder, write_text
 from .checkpoint import CheckpointError, load_checkpoint
 from .distributed import is_main, mean_over_ranks
 from .errors import DeepPoseError, RunError
-from .profiles import Profile
+from .profiles import VIEW_FIELDS, Profile
 from .splits import resolve_data
 
 Log = Callable[[str], None]
@@ -95,6 +95,11 @@ def valid_stage_records(stages: object) -> bool:
     return True
 
 
+def training_fields(profile: dict) -> dict[str, Any]:
+    """The flat fields that decide what a run trains: all but the test-time box views (``VIEW_FIELDS``)."""
+    return {k: v for k, v in flat_fields(profile).items() if k not in VIEW_FIELDS}
+
+
 def start_run(run_dir: Path, profile: Profile, data: str) -> dict[str, Any]:
     """Create run.json, or check that an existing run was made with the same profile and data.
 
@@ -103,12 +108,12 @@ def start_run(run_dir: Path, profile: Profile, data: str) -> dict[str, Any]:
     trained = any(run_dir.glob("stage*.pt"))
     old = existing_run(run_dir, trained)
     if old is not None:
-        before = flat_fields(Profile.from_dict(old["profile"]).to_dict())
+        before = training_fields(Profile.from_dict(old["profile"]).to_dict())
         same_data = old["data"] == data or resolve_data(old["data"]) == data  # a folder recorded relative, before
-        if before == flat_fields(meta["profile"]) and same_data:
+        if before == training_fields(meta["profile"]) and same_data:
             return old
         if trained:
-            now = flat_fields(meta["profile"])
+            now = training_fields(meta["profile"])
             changed = sorted(k for k in now if before.get(k) != now[k])
             data_note = "" if same_data else f"data {old['data']!r} now {data!r}, "
             raise RunError(f"{run_dir}: this run was trained with other settings ({data_note}changed fields "

@@ -41,6 +41,18 @@ def test_a_run_trained_with_a_flat_run_json_evaluates_and_resumes_as_before(tmp_
         rundir.start_run(run_dir, get_profile("smoke", **TINY, lr="0.5"), "synthetic")
 
 
+def test_a_run_from_before_box_views_resumes_and_keeps_its_one_box(tmp_path):
+    run_dir = fake_run(tmp_path / "run")
+    meta = json.loads((run_dir / "run.json").read_text())
+    del meta["profile"]["view_scale"], meta["profile"]["view_shift"]
+    (run_dir / "run.json").write_text(json.dumps(meta))
+    viewing = get_profile("smoke", **TINY, view_scale="0.1", view_shift="0.06")  # a test-time choice, not training
+    assert rundir.start_run(run_dir, viewing, "synthetic")["profile"] == meta["profile"]
+    assert pipeline.load_cascade(run_dir).stage1_views == (0.0, 0.0)
+    with pytest.raises(errors.RunError, match=r"changed fields \['stage1.lr'\]"):
+        rundir.start_run(run_dir, get_profile("smoke", **TINY, lr="0.5", view_scale="0.1"), "synthetic")
+
+
 def test_errors_raised_on_purpose_print_one_line_and_bugs_keep_their_traceback(tmp_path, capsys, monkeypatch):
     run_dir = fake_run(tmp_path / "run")
     for on_purpose in (errors.ConfigError("a setting"), errors.RunError("a run folder")):
