@@ -38,7 +38,7 @@ from .limits import Limit, LimitProbe, flops_per_cycle, limit_probe, share_text
 from .model import DeepPoseNet
 from .number_format import auto_choice, training_step, use_bf16
 from .pipeline import cascade_for, train_stage1
-from .profiles import Profile, apply_overrides, get_profile
+from .profiles import Profile, apply_overrides, get_profile, without_views
 from .rundir import read_run
 from .sample import ZERO_BASED_OFFSET
 from .skeleton import FLIP
@@ -454,7 +454,7 @@ def run_all(quick: bool, run_dir: Path) -> dict:
     out["data_beside_step"] = data
     out["peer_epoch"] = peer_figures(classroom, 200 if quick else 1000, 1 if quick else 2)
     no_flip = classroom.replace(flip_test=False)  # --no-flip: half the crops, no mirrors, as in the paper
-    one_box = classroom.replace(view_scale=0.0, view_shift=0.0)  # --one-box: stage 1 on one box, not 15 views
+    one_box = without_views(classroom)  # --one-box: stage 1 on one box, not 15 views
     out["cascade_inference"] = {name: inference_latencies(p, n, repeats) for name, p, n in (
         ("classroom", classroom, 8), ("classroom --one-box", one_box, 8), ("classroom --no-flip", no_flip, 8),
         ("paper", paper, 2))}

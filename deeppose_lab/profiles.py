@@ -443,7 +443,7 @@ def validate(p: Profile, stored: bool = False) -> None:
         raise ConfigError(f"arm_weight is stage 1's loss weight of elbows and wrists, above 0, got {p.arm_weight!r}")
     if not 0.0 <= p.refine_others <= 1.0:
         raise ConfigError(f"refine_others is a loss weight from 0 to 1, got {p.refine_others!r}")
-    for key in ("view_scale", "view_shift"):
+    for key in VIEW_FIELDS:
         if not 0.0 <= getattr(p, key) < 1.0:
             raise ConfigError(f"{key} is a fraction of stage 1's test box, from 0 (off) to below 1, "
                               f"got {getattr(p, key)!r}")

@@ -22,7 +22,7 @@ import torch
 from . import pipeline, rundir
 from .cascade import Cascade
 from .crops import CropSource
-from .profiles import Profile, get_profile, validate
+from .profiles import VIEW_FIELDS, Profile, get_profile
 from .report import evaluate_predictions
 from .skeleton import joint_index
 from .splits import load_data
@@ -67,11 +67,10 @@ def score_run(run_dir: Path, name: str, views: dict[str, str] | None = None) -> 
     meta = rundir.read_run(run_dir)
     profile = Profile.from_dict(meta["profile"])
     if views:
-        unknown = set(views) - {"view_scale", "view_shift"}
+        unknown = set(views) - set(VIEW_FIELDS)
         if unknown:
             raise ValueError(f"--score takes only view_scale= and view_shift=, got {sorted(unknown)}")
-        profile = profile.replace(**{k: float(v) for k, v in views.items()})
-        validate(profile)
+        profile = profile.replace(**{k: float(v) for k, v in views.items()})  # load_cascade checks them
     default = rundir.flat_fields(get_profile(profile.name).to_dict())
     changed = {k: str(v) for k, v in rundir.flat_fields(profile.to_dict()).items() if v != default[k]}
     cascade = pipeline.load_cascade(run_dir, views=(profile.view_scale, profile.view_shift))
