@@ -205,28 +205,35 @@ def predict_stage1(model: nn.Module, dataset: PoseDataset, size: int, boxes: np.
 
 def refine(model: nn.Module, dataset: PoseDataset, previous: np.ndarray, sigma: float, size: int,
            min_diam: np.ndarray | None = None, images_per_batch: int = 4, bf16: bool = False,
-           flip_test: bool = False) -> np.ndarray:
+           flip_test: bool = False, views: tuple[float, float] = (0.0, 0.0)) -> np.ndarray:
     """One cascade stage: every joint's crop of an image in one batch; joint i moves by output i, in IMAGE px.
 
-    ``flip_test`` averages each crop's output with that of its mirror, as stage 1 does.
-    Four images a batch (56 crops, 112 with flip averaging): at eight, the classroom network's input passes
-    32 MB, the size above which glibc hands every allocation fresh pages from the kernel, which is slow
-    (docs/performance.md).
+    ``flip_test`` averages each crop's output with that of its mirror, as stage 1 does. ``views`` (scale, shift)
+    also looks at each joint through the boxes ``crops.box_views`` jitters from its σ·diam box and moves it to the
+    per-coordinate median of where the views put it, as ``predict_stage1`` does for the whole pose.
+    The network sees at most 56 crops at once (112 with flip averaging): at twice that, the classroom network's
+    input passes 32 MB, the size above which glibc hands every allocation fresh pages from the kernel, which is
+    slow (docs/performance.md).
     """
     out = np.empty_like(previous, dtype=np.float64)
     floors = np.full(len(dataset), MIN_DIAM) if min_diam is None else np.asarray(min_diam, np.float64)
-    for start in range(0, len(dataset), images_per_batch):
-        idx = range(start, min(start + images_per_batch, len(dataset)))
+    per_joint = view_count(*views)
+    step = max(1, images_per_batch // per_joint)
+    joint = np.arange(NUM_JOINTS)
+    for start in range(0, len(dataset), step):
+        idx = range(start, min(start + step, len(dataset)))
         mats, crops = [], []
         for n in idx:
             image = dataset[n].image
             for box in cascade_boxes(previous[n], sigma, float(floors[n])):
-                mats.append(box_to_crop(box, size))
-                crops.append(warp_image(image, mats[-1], size))
-        pred = run_model(model, np.stack(crops), len(crops), bf16, flip_test).reshape(-1, NUM_JOINTS, NUM_JOINTS, 2)
-        own = pred[:, np.arange(NUM_JOINTS), np.arange(NUM_JOINTS)]  # crop j of an image moves joint j only
+                for view in box_views(box, *views):
+                    mats.append(box_to_crop(view, size))
+                    crops.append(warp_image(image, mats[-1], size))
+        pred = run_model(model, np.stack(crops), NUM_JOINTS * images_per_batch, bf16, flip_test)
+        pred = pred.reshape(len(idx), NUM_JOINTS, per_joint, NUM_JOINTS, 2).transpose(0, 1, 3, 2, 4)
+        own = pred[:, joint, joint]  # (images, 14, views, 2): a crop drawn for joint j moves joint j only
         moved = uncrop_joints(own.reshape(-1, 1, 2), np.stack(mats), size)
-        out[idx.start:idx.stop] = moved.reshape(len(idx), NUM_JOINTS, 2)
+        out[idx.start:idx.stop] = np.median(moved.reshape(len(idx), NUM_JOINTS, per_joint, 2), axis=2)
     return out
 
 
@@ -243,6 +250,7 @@ class Cascade:
     bf16: bool = False  # bf16 autocast, as the stages were trained (a profile setting)
     compile: bool = False  # torch.compile every network: seconds per network first, then faster (see ``runnable``)
     stage1_views: tuple[float, float] = (0.0, 0.0)  # (scale, shift) of stage 1's jittered test boxes; 0: one box
+    refine_views: tuple[float, float] = (0.0, 0.0)  # the same for every refiner's σ·diam boxes
     _prepared: dict[int, tuple[nn.Module, tuple, nn.Module]] = field(
         default_factory=dict, init=False, repr=False, compare=False)
 
@@ -285,7 +293,7 @@ class Cascade:
                 ) -> np.ndarray:
         """One refinement stage applied to ``previous`` with this cascade's σ, crop size and settings."""
         return refine(self.runnable(refiner), dataset, previous, self.sigma, self.refine_size, floors, bf16=self.bf16,
-                      flip_test=self.flip_test)
+                      flip_test=self.flip_test, views=self.refine_views)
 
     def predict(self, dataset: PoseDataset, boxes: np.ndarray | None = None, stages: int | None = None) -> np.ndarray:
         """(S, N, 14, 2) poses in image pixels after each stage: the whole trajectory, for reports and widgets."""

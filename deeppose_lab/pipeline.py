@@ -33,7 +33,7 @@ from .images import image_paths
 from .metrics import pcp
 from .model import DeepPoseNet
 from .number_format import auto_choice, use_bf16
-from .profiles import Profile, validate, without_views
+from .profiles import VIEW_FIELDS, Profile, validate, without_views
 from .rundir import (
     Log,
     agreed_start,
@@ -77,8 +77,8 @@ def train_run(run_dir: Path | str, profile: Profile, data: str = "auto", stages:
         # rank 0's choice, on every rank (from run.json: an old one names it as a bf16 flag), and the box views the
         # run recorded (a resumed run keeps its own; start_run does not compare them)
         recorded = Profile.from_dict(meta["profile"])
-        profile = profile.replace(number_format=recorded.number_format, view_scale=recorded.view_scale,
-                                  view_shift=recorded.view_shift)
+        profile = profile.replace(number_format=recorded.number_format,
+                                  **{key: getattr(recorded, key) for key in VIEW_FIELDS})
         log(f"data {splits.name}: {len(splits.train)} training, {len(splits.dev)} dev (validation) and "
             f"{len(splits.test)} test images")
         if all(stage_complete(run_dir, s) for s in range(1, stages + 1)):
@@ -155,7 +155,8 @@ def cascade_for(profile: Profile, stage1: nn.Module, refiners: list[nn.Module], 
     ``compile`` (``--compile`` on the command line) pays seconds per network up front for faster inference.
     """
     return Cascade(stage1, profile.stage1.input_size, refiners, profile.refiner.input_size, profile.sigma,
-                   profile.flip_test, use_bf16(profile), compile, (profile.view_scale, profile.view_shift))
+                   profile.flip_test, use_bf16(profile), compile, (profile.view_scale, profile.view_shift),
+                   (profile.refine_view_scale, profile.refine_view_shift))
 
 
 def stage1_crops(profile: Profile, train: PoseDataset, augment: Augmentation) -> PersonCrops:
@@ -271,13 +272,14 @@ def check_stage_matches_run(path: Path, ckpt: dict[str, Any], profile: Profile, 
 
 def load_cascade(run_dir: Path | str, stages: int | None = None, compile: bool = False,
                  flip_test: bool | None = None, device: Device = None,
-                 views: tuple[float, float] | None = None) -> Cascade:
+                 views: tuple[float, float] | None = None, refine_views: tuple[float, float] | None = None) -> Cascade:
     """Every finished stage in ``run_dir`` (or the first ``stages``), ready to predict on ``device``.
 
     ``flip_test`` overrides the run's test-time flip averaging (None keeps it). It is a test-time choice, so
     ``False`` (``--no-flip``) evaluates any run as the paper did, without mirrored crops, from half the crops.
     ``views`` (``--views SCALE,SHIFT``) likewise overrides stage 1's test-time box views (``view_scale``,
-    ``view_shift``); (0, 0) (``--one-box``) runs stage 1 on its one test box, as the paper did.
+    ``view_shift``); (0, 0) (``--one-box``) runs stage 1 on its one test box, as the paper did. ``refine_views``
+    (``--refine-views``) does the same for the refiners' σ·diam boxes (``refine_view_scale``, ``refine_view_shift``).
 
     Introduced in ``notebooks/07_your_own_image.ipynb``.
     """
@@ -287,6 +289,9 @@ def load_cascade(run_dir: Path | str, stages: int | None = None, compile: bool =
         profile = profile.replace(flip_test=flip_test)
     if views is not None:
         profile = profile.replace(view_scale=float(views[0]), view_shift=float(views[1]))
+    if refine_views is not None:
+        profile = profile.replace(refine_view_scale=float(refine_views[0]), refine_view_shift=float(refine_views[1]))
+    if views is not None or refine_views is not None:
         validate(profile, stored=True)
     model1, _ = load_stage(run_dir, 1, profile, device)
     refiners = []
@@ -346,15 +351,16 @@ def scored_images(splits: Splits, split: str, trained_on: bool) -> tuple[PoseDat
 def evaluate_run(run_dir: Path | str, data: str | None = None, out: Path | str | None = None,
                  stages: int | None = None, log: Log = print, compile: bool = False,
                  flip_test: bool | None = None, device: Device = None, split: str = "auto", reuse: bool = False,
-                 views: tuple[float, float] | None = None) -> dict[str, Any]:
+                 views: tuple[float, float] | None = None, refine_views: tuple[float, float] | None = None
+                 ) -> dict[str, Any]:
     """Run every stage on the images ``split`` names (``scored_images``) and write the report (JSON, markdown
     table, PDJ plot, best/worst); the mean-pose row is always the run's own training poses.
 
     ``reuse`` (the notebooks): a report already in ``out`` made from the same stage files, images, settings and
     library code (``report_key``) is returned as it is, instead of computed again.
 
-    ``compile``, ``flip_test``, ``views`` and ``device`` as in ``load_cascade``; the report records the flip
-    averaging and the stage-1 box views used.
+    ``compile``, ``flip_test``, ``views``, ``refine_views`` and ``device`` as in ``load_cascade``; the report
+    records the flip averaging and the box views used.
 
     Introduced in ``notebooks/06_evaluation.ipynb``.
     """
@@ -363,7 +369,7 @@ def evaluate_run(run_dir: Path | str, data: str | None = None, out: Path | str |
     run_dir = Path(run_dir)
     meta = read_run(run_dir)
     profile = Profile.from_dict(meta["profile"])
-    cascade = load_cascade(run_dir, stages, compile, flip_test, device, views)
+    cascade = load_cascade(run_dir, stages, compile, flip_test, device, views, refine_views)
     out = writable_folder(out if out is not None else run_dir / "report", "report folder")  # before any inference
     data = resolve_data(data or meta["data"])
     splits = load_data(data, profile, log)
@@ -390,6 +396,8 @@ def evaluate_run(run_dir: Path | str, data: str | None = None, out: Path | str |
     report_meta = {"run": str(run_dir), "profile": profile.name, "data": splits.name, "scored": scored,
                    "stages": cascade.stages, "flip_test": cascade.flip_test,
                    "stage1_views": view_count(*cascade.stage1_views), "view_scale_shift": list(cascade.stage1_views),
+                   "refine_views": view_count(*cascade.refine_views),
+                   "refine_view_scale_shift": list(cascade.refine_views),
                    "training_seconds": meta.get("stages", {}),
                    "decoding_ms_per_image": 1000 * decoding / len(preds[0]),
                    "inference_ms_per_image": 1000 * seconds / len(preds[0]),  # with --compile: compiling included
@@ -408,7 +416,7 @@ def report_key(run_dir: Path, cascade: Cascade, data: str, images: PoseDataset) 
     for s in range(1, cascade.stages + 1):
         digest.update(hashlib.sha256(stage_path(run_dir, s).read_bytes()).digest())
     digest.update(json.dumps([data, images.name, images.ids, cascade.flip_test, cascade.bf16,
-                              list(cascade.stage1_views)]).encode())
+                              list(cascade.stage1_views), list(cascade.refine_views)]).encode())
     digest.update(np.ascontiguousarray(images.joints).tobytes() + np.ascontiguousarray(images.visible).tobytes())
     for source in sorted(Path(__file__).parent.glob("*.py")):
         digest.update(source.name.encode() + source.read_bytes())

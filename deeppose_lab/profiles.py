@@ -189,6 +189,9 @@ class Profile:
     # per-coordinate median of the 15 views (crops.box_views; not in the paper): 0 and 0 look through the one box
     view_scale: float = 0.1
     view_shift: float = 0.06
+    # the same views of every refiner's σ·diam box at test time, each joint moved to the median of its views
+    refine_view_scale: float = 0.0
+    refine_view_shift: float = 0.0
     val_every: int = 4  # epochs between validation passes (0: never): the dev loss and the dev PCP curve
     val_images: int = 200
     seed: int = 0
@@ -315,14 +318,14 @@ def has_type(value: object, expected: type) -> bool:
     return isinstance(value, expected)
 
 
-# How stage 1 is run at test time, not how anything is trained: a run is resumed whatever they now say, and keeps
-# the ones it recorded (``evaluate --views`` overrides them).
-VIEW_FIELDS = ("view_scale", "view_shift")
+# How the stages look at their boxes at test time, not how anything is trained: a run is resumed whatever they now
+# say, and keeps the ones it recorded (``evaluate --views`` / ``--refine-views`` override them).
+VIEW_FIELDS = ("view_scale", "view_shift", "refine_view_scale", "refine_view_shift")
 
 
 def without_views(p: Profile) -> Profile:
     """``p`` looking through the one box: how the refiners' training poses are made, as in every measured recipe."""
-    return p.replace(view_scale=0.0, view_shift=0.0)
+    return p.replace(**dict.fromkeys(VIEW_FIELDS, 0.0))
 
 
 SMOKE_NET = {"input_size": 64, "width": 0.125, "dropout": 0.0, "batch_size": 16}
@@ -445,7 +448,7 @@ def validate(p: Profile, stored: bool = False) -> None:
         raise ConfigError(f"refine_others is a loss weight from 0 to 1, got {p.refine_others!r}")
     for key in VIEW_FIELDS:
         if not 0.0 <= getattr(p, key) < 1.0:
-            raise ConfigError(f"{key} is a fraction of stage 1's test box, from 0 (off) to below 1, "
+            raise ConfigError(f"{key} is a fraction of a test-time box, from 0 (off) to below 1, "
                               f"got {getattr(p, key)!r}")
     if p.number_format not in FORMATS:
         raise ConfigError(f"number_format must be one of {', '.join(FORMATS)}, got {p.number_format!r}")

@@ -62,18 +62,19 @@ def dev_rows(cascade: Cascade, profile: Profile, data: str) -> list[dict[str, fl
 def score_run(run_dir: Path, name: str, views: dict[str, str] | None = None) -> dict:
     """A trial row for a run trained elsewhere (``make demo``): every stage scored on the dev split.
 
-    ``views`` (``view_scale``, ``view_shift``) sets stage 1's test-time box views: a trial of how the same networks
-    are run, with nothing trained again."""
+    ``views`` (``view_scale``, ``view_shift``, ``refine_view_scale``, ``refine_view_shift``) sets the test-time box
+    views of stage 1 and of the refiners: a trial of how the same networks are run, with nothing trained again."""
     meta = rundir.read_run(run_dir)
     profile = Profile.from_dict(meta["profile"])
     if views:
         unknown = set(views) - set(VIEW_FIELDS)
         if unknown:
-            raise ValueError(f"--score takes only view_scale= and view_shift=, got {sorted(unknown)}")
+            raise ValueError(f"--score takes only {'=, '.join(VIEW_FIELDS)}=, got {sorted(unknown)}")
         profile = profile.replace(**{k: float(v) for k, v in views.items()})  # load_cascade checks them
     default = rundir.flat_fields(get_profile(profile.name).to_dict())
     changed = {k: str(v) for k, v in rundir.flat_fields(profile.to_dict()).items() if v != default[k]}
-    cascade = pipeline.load_cascade(run_dir, views=(profile.view_scale, profile.view_shift))
+    cascade = pipeline.load_cascade(run_dir, views=(profile.view_scale, profile.view_shift),
+                                    refine_views=(profile.refine_view_scale, profile.refine_view_shift))
     rows = dev_rows(cascade, profile, meta["data"])
     return {"name": name, "stages": len(rows), "overrides": changed or {"(the profile)": profile.name},
             "stage_seconds": meta["stages"], "dev": rows}

@@ -482,6 +482,42 @@ def test_stage1_views_map_each_view_back_and_keep_the_median():
     np.testing.assert_allclose(wild, one_box, atol=1e-4)
 
 
+def test_refiner_views_move_each_joint_to_the_median_of_its_own_views():
+    images = noise_images()
+    previous = poses_in(images)
+    outputs = np.stack([np.arange(14) * 0.01, np.arange(14) * -0.02], axis=1)  # a different move per joint
+    data = ArrayPoses(images, previous)
+    one_box = refine(FixedNet(outputs), data, previous, 1.5, SIZE)
+    for views in ((0.1, 0.0), (0.0, 0.06), (0.1, 0.06)):
+        # views symmetric about each joint's box have its one-box move as their median, if every view is mapped
+        # back through its own matrix and read at its own joint's output
+        np.testing.assert_allclose(refine(FixedNet(outputs), data, previous, 1.5, SIZE, views=views), one_box,
+                                   atol=1e-4)
+    # the network sees 56 crops a call: the first of each call (four joints' single views) answers wildly
+    wild = refine(WildFirstCrop(outputs), data, previous, 1.5, SIZE, views=(0.1, 0.06), flip_test=True)
+    np.testing.assert_allclose(wild, refine(FixedNet(outputs), data, previous, 1.5, SIZE, flip_test=True), atol=1e-4)
+
+
+def test_a_cascade_takes_its_refiner_views_from_the_profile_unless_told_otherwise(smoke_run):
+    run_dir, _ = smoke_run
+    assert pipeline.load_cascade(run_dir).refine_views == (0.0, 0.0)  # smoke: one box
+    viewing = run_dir.parent / "refine_viewing"
+    shutil.copytree(run_dir, viewing, dirs_exist_ok=True)
+    meta = pipeline.read_run(run_dir)
+    for key in ("refine_view_scale", "refine_view_shift"):  # a run from before the fields: its one box
+        del meta["profile"][key]
+    (viewing / "run.json").write_text(json.dumps(meta))
+    assert pipeline.load_cascade(viewing).refine_views == (0.0, 0.0)
+    meta["profile"].update(refine_view_scale=0.1, refine_view_shift=0.06)
+    (viewing / "run.json").write_text(json.dumps(meta))
+    cascade = pipeline.load_cascade(viewing)
+    assert cascade.refine_views == (0.1, 0.06) and cascade.stage1_views == (0.0, 0.0)
+    assert pipeline.load_cascade(viewing, refine_views=(0, 0)).refine_views == (0.0, 0.0)
+    assert pipeline.load_cascade(viewing, views=(0.1, 0)).refine_views == (0.1, 0.06)  # --views is stage 1's
+    with pytest.raises(ConfigError, match="refine_view_shift"):
+        pipeline.load_cascade(run_dir, refine_views=(0.1, 1.0))
+
+
 def test_a_cascade_takes_its_views_from_the_profile_unless_told_otherwise(smoke_run):
     run_dir, _ = smoke_run
     meta = pipeline.read_run(run_dir)
