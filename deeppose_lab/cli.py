@@ -82,7 +82,7 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
 
     results = evaluate_run(args.run_dir, args.data, args.out, args.stages, compile=args.compile,
                            flip_test=False if args.no_flip else None, device=args.device, split=args.split,
-                           views=args.views)
+                           **view_overrides(args))
     print(markdown_table(results, results.get("baseline")))
 
 
@@ -105,7 +105,7 @@ def cmd_predict(args: argparse.Namespace) -> None:
     box = parse_box(args.box) if args.box else None
     written = predict_images(args.run_dir, args.images, args.out, box, args.stages, args.compile,
                              False if args.no_flip else None, device=args.device,
-                             framing="whole" if args.whole_image else args.framing, views=args.views)
+                             framing="whole" if args.whole_image else args.framing, **view_overrides(args))
     print(f"poses drawn and coordinates written to {written}/ (predictions.json, predictions.npz, *_pose.png)")
 
 
@@ -151,21 +151,24 @@ COMPILE_HELP = ("torch.compile the networks: seconds of compiling first (needs a
 NO_FLIP_HELP = ("no flip averaging at test time, as in the paper, whatever the run's profile says: half as many crops, "
                 "so faster and a little less accurate (measured in docs/performance.md)")
 
-ONE_BOX_HELP = ("stage 1 on its one test box, as in the paper, without the profile's jittered box views "
-                "(view_scale, view_shift): up to 15 times fewer stage-1 crops (same as --views 0,0)")
+ONE_BOX_HELP = ("every stage on its one test box, as in the paper, without the profile's jittered box views "
+                "(view_scale, view_shift, refine_view_scale, refine_view_shift): up to 15 times fewer crops (same as "
+                "--views 0,0 --refine-views 0,0)")
 VIEWS_HELP = ("stage 1's test-time box views for this command, whatever the run's profile says: its box also scaled "
               "x(1 +- SCALE) and moved +- SHIFT of its side, the median pose of the views (classroom: 0.1,0.06, 15 "
               "boxes; measured in docs/accuracy.md)")
+REFINE_VIEWS_HELP = ("the refiners' test-time box views for this command, whatever the run's profile says: each "
+                     "joint's box also scaled x(1 +- SCALE) and moved +- SHIFT of its side, the joint moved to the "
+                     "median of its views (measured in docs/accuracy.md)")
 
 
 def parse_views(text: str) -> tuple[float, float]:
     try:
         scale, shift = (float(v) for v in text.split(","))
     except ValueError:
-        raise argparse.ArgumentTypeError(f"--views expects SCALE,SHIFT (two numbers), got {text!r}") from None
+        raise argparse.ArgumentTypeError(f"expected SCALE,SHIFT (two numbers), got {text!r}") from None
     if not (0.0 <= scale < 1.0 and 0.0 <= shift < 1.0):
-        raise argparse.ArgumentTypeError(f"--views {text!r}: SCALE and SHIFT are fractions of the box, from 0 to "
-                                         "below 1")
+        raise argparse.ArgumentTypeError(f"{text!r}: SCALE and SHIFT are fractions of the box, from 0 to below 1")
     return scale, shift
 
 
@@ -173,10 +176,20 @@ DEVICE_HELP = "where the networks run: cpu, cuda, cuda:1 (default: the GPU when 
 
 
 def add_view_options(p: argparse.ArgumentParser) -> None:
-    """--views and its shorthand --one-box: both set the same ``views`` (None keeps the run's profile)."""
+    """--views (stage 1's), --refine-views (the refiners') and --one-box, both at (0, 0); None keeps the run's."""
     views = p.add_mutually_exclusive_group()
     views.add_argument("--views", type=parse_views, default=None, metavar="SCALE,SHIFT", help=VIEWS_HELP)
-    views.add_argument("--one-box", dest="views", action="store_const", const=(0.0, 0.0), help=ONE_BOX_HELP)
+    views.add_argument("--one-box", action="store_true", help=ONE_BOX_HELP)
+    p.add_argument("--refine-views", type=parse_views, default=None, metavar="SCALE,SHIFT", help=REFINE_VIEWS_HELP)
+
+
+def view_overrides(args: argparse.Namespace) -> dict[str, tuple[float, float] | None]:
+    """``load_cascade``'s ``views`` and ``refine_views`` from the options ``add_view_options`` adds."""
+    if args.one_box and args.refine_views is not None:
+        raise ConfigError("--one-box already sets the refiners' views to 0,0: give --one-box or --refine-views")
+    if args.one_box:
+        return {"views": (0.0, 0.0), "refine_views": (0.0, 0.0)}
+    return {"views": args.views, "refine_views": args.refine_views}
 
 
 def parse_device(text: str) -> str:

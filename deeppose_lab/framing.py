@@ -290,7 +290,7 @@ def format_benchmark(rows: dict[str, dict[str, float]]) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    from .cli import add_view_options
+    from .cli import add_view_options, view_overrides
     from .pipeline import load_cascade
     from .rundir import run_profile
     from .splits import load_data
@@ -306,7 +306,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     add_view_options(parser)
     args = parser.parse_args(argv)
     profile = run_profile(args.run_dir)
-    cascade = load_cascade(args.run_dir, views=args.views)
+    cascade = load_cascade(args.run_dir, **view_overrides(args))
     splits = load_data("lsp", profile, log=lambda _: None)
     people = splits.dev if args.split == "dev" else splits.test
     scenes = pasted_scenes(people.subset(range(min(args.images, len(people))), people.name))

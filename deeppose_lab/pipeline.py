@@ -439,15 +439,15 @@ def kept_report(out: Path, key: str) -> dict[str, Any] | None:
 def predict_images(run_dir: Path | str, paths: Sequence[Path | str], out: Path | str | None = None,
                    box: np.ndarray | None = None, stages: int | None = None, compile: bool = False,
                    flip_test: bool | None = None, device: Device = None, framing: str = "auto",
-                   views: tuple[float, float] | None = None) -> Path:
+                   views: tuple[float, float] | None = None, refine_views: tuple[float, float] | None = None) -> Path:
     """Predict every image, draw and export; returns the folder. ``paths`` may name files, folders and globs.
 
     The stage-1 box is ``box`` [cx, cy, w, h] when given (it must overlap every image), else found by ``framing``
     (``framing.find_people``: ``auto`` a HOG person box, ``whole`` the whole image as LSP's protocol has it).
     Coordinates are written as the your-own-images annotation format has them (pixel centres at integers,
     top-left pixel (0, 0), as image viewers and OpenCV report them), so a prediction can be corrected by hand and
-    fed back as training data; so is each image's box and how it was found. ``compile``, ``flip_test``, ``views``
-    and ``device`` as in ``load_cascade``.
+    fed back as training data; so is each image's box and how it was found. ``compile``, ``flip_test``, ``views``,
+    ``refine_views`` and ``device`` as in ``load_cascade``.
 
     Introduced in ``notebooks/07_your_own_image.ipynb``.
     """
@@ -460,7 +460,7 @@ def predict_images(run_dir: Path | str, paths: Sequence[Path | str], out: Path |
     if box is not None:
         check_box_overlaps(box, images)
     out = writable_folder(out if out is not None else Path(run_dir) / "predict")
-    cascade = load_cascade(run_dir, stages, compile, flip_test, device, views)
+    cascade = load_cascade(run_dir, stages, compile, flip_test, device, views, refine_views)
     found = (given_boxes(np.tile(box, (len(images), 1))) if box is not None
              else find_people(cascade, images, run_profile(Path(run_dir)).box_margin, framing))
     poses = cascade.predict(images, found.boxes)  # (S, N, 14, 2) internal pixels

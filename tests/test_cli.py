@@ -145,31 +145,38 @@ def test_no_flip_evaluates_and_predicts_a_flip_averaging_run_as_the_paper_did(ru
 
 
 def test_views_and_one_box_override_the_runs_box_views_at_test_time(run_dir, pngs, tmp_path):
-    viewing = tmp_path / "viewing"  # the same networks, recorded with stage 1's jittered box views at test time
+    viewing = tmp_path / "viewing"  # the same networks, recorded with every stage's jittered box views at test time
     shutil.copytree(run_dir, viewing, ignore=shutil.ignore_patterns("report", "predict"))
     meta = json.loads((viewing / "run.json").read_text())
-    meta["profile"].update(view_scale=0.1, view_shift=0.06)
+    meta["profile"].update(view_scale=0.1, view_shift=0.06, refine_view_scale=0.1, refine_view_shift=0.06)
     (viewing / "run.json").write_text(json.dumps(meta))
     joints, counts = {}, {}
     for name, folder, extra in (("plain", run_dir, []), ("views", viewing, []), ("one-box", viewing, ["--one-box"]),
-                                ("--views", run_dir, ["--views", "0.1,0.06"]), ("0,0", viewing, ["--views", "0,0"])):
+                                ("--views", run_dir, ["--views", "0.1,0.06", "--refine-views", "0.1,0.06"]),
+                                ("0,0", viewing, ["--views", "0,0"]),
+                                ("refiners", run_dir, ["--refine-views", "0,0.06"])):
         out = tmp_path / f"report-{name}"
         assert main(["evaluate", str(folder), "--out", str(out), *extra]) == 0
-        counts[name] = json.loads((out / "report.json").read_text())["meta"]["stage1_views"]
+        meta = json.loads((out / "report.json").read_text())["meta"]
+        counts[name] = meta["stage1_views"], meta["refine_views"]
         with np.load(out / "predictions.npz", allow_pickle=False) as npz:
             joints[name] = npz["joints"]
-    assert counts == {"plain": 1, "views": 15, "one-box": 1, "--views": 15, "0,0": 1}
+    assert counts == {"plain": (1, 1), "views": (15, 15), "one-box": (1, 1), "--views": (15, 15), "0,0": (1, 15),
+                      "refiners": (1, 5)}
     np.testing.assert_array_equal(joints["one-box"], joints["plain"])
-    np.testing.assert_array_equal(joints["0,0"], joints["plain"])
+    np.testing.assert_array_equal(joints["0,0"][0], joints["plain"][0])
     np.testing.assert_array_equal(joints["--views"], joints["views"])
-    assert not np.allclose(joints["views"], joints["plain"])
+    np.testing.assert_array_equal(joints["refiners"][0], joints["plain"][0])  # stage 1 as it was, the refiners not
+    assert not np.allclose(joints["views"], joints["plain"]) and not np.allclose(joints["refiners"], joints["plain"])
     out = tmp_path / "predict"
     assert main(["predict", str(viewing), *map(str, pngs), "--out", str(out), "--one-box", "--whole-image"]) == 0
     for bad in ("0.1", "1,0", "a,b"):
-        with pytest.raises(SystemExit):
-            main(["evaluate", str(run_dir), "--views", bad])
+        for option in ("--views", "--refine-views"):
+            with pytest.raises(SystemExit):
+                main(["evaluate", str(run_dir), option, bad])
     with pytest.raises(SystemExit):
         main(["evaluate", str(run_dir), "--views", "0.1,0", "--one-box"])
+    assert main(["evaluate", str(run_dir), "--refine-views", "0.1,0", "--one-box"]) == 2
 
 
 def test_unknown_profile_is_a_user_error(tmp_path, capsys):

@@ -198,13 +198,16 @@ def test_loss_by_overlap_splits_the_framing_loss_between_missed_and_imperfect_bo
 def test_the_framing_benchmark_takes_the_box_views_of_evaluate(monkeypatch: pytest.MonkeyPatch) -> None:
     asked = []
 
-    def load_cascade(run_dir: str, views: tuple[float, float] | None = None) -> None:
-        asked.append(views)
+    def load_cascade(run_dir: str, views: tuple[float, float] | None = None,
+                     refine_views: tuple[float, float] | None = None) -> None:
+        asked.append((views, refine_views))
         raise SystemExit(0)  # the benchmark itself needs LSP; the wiring is what is tested here
 
     monkeypatch.setattr("deeppose_lab.pipeline.load_cascade", load_cascade)
     monkeypatch.setattr("deeppose_lab.rundir.run_profile", lambda run_dir: get_profile("smoke"))
-    for argv, views in ((["RUN"], None), (["RUN", "--views", "0.1,0.06"], (0.1, 0.06)), (["RUN", "--one-box"], (0, 0))):
+    for argv, views in ((["RUN"], (None, None)), (["RUN", "--views", "0.1,0.06"], ((0.1, 0.06), None)),
+                        (["RUN", "--refine-views", "0.1,0"], (None, (0.1, 0))),
+                        (["RUN", "--one-box"], ((0, 0), (0, 0)))):
         with pytest.raises(SystemExit):
             framing.main(argv)
         assert asked.pop() == views
