@@ -454,7 +454,7 @@ def run_all(quick: bool, run_dir: Path) -> dict:
     out["data_beside_step"] = data
     out["peer_epoch"] = peer_figures(classroom, 200 if quick else 1000, 1 if quick else 2)
     no_flip = classroom.replace(flip_test=False)  # --no-flip: half the crops, no mirrors, as in the paper
-    one_box = without_views(classroom)  # --one-box: stage 1 on one box, not 15 views
+    one_box = without_views(classroom)  # --one-box: every stage on its one box, no views
     out["cascade_inference"] = {name: inference_latencies(p, n, repeats) for name, p, n in (
         ("classroom", classroom, 8), ("classroom --one-box", one_box, 8), ("classroom --no-flip", no_flip, 8),
         ("paper", paper, 2))}

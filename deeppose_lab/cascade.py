@@ -206,22 +206,22 @@ def predict_stage1(model: nn.Module, dataset: PoseDataset, size: int, boxes: np.
 def refine(model: nn.Module, dataset: PoseDataset, previous: np.ndarray, sigma: float, size: int,
            min_diam: np.ndarray | None = None, images_per_batch: int = 4, bf16: bool = False,
            flip_test: bool = False, views: tuple[float, float] = (0.0, 0.0)) -> np.ndarray:
-    """One cascade stage: every joint's crop of an image in one batch; joint i moves by output i, in IMAGE px.
+    """One cascade stage: every joint's crop of ``images_per_batch`` images at a time; joint i moves by output i,
+    in IMAGE px.
 
     ``flip_test`` averages each crop's output with that of its mirror, as stage 1 does. ``views`` (scale, shift)
     also looks at each joint through the boxes ``crops.box_views`` jitters from its σ·diam box and moves it to the
     per-coordinate median of where the views put it, as ``predict_stage1`` does for the whole pose.
-    The network sees at most 56 crops at once (112 with flip averaging): at twice that, the classroom network's
-    input passes 32 MB, the size above which glibc hands every allocation fresh pages from the kernel, which is
-    slow (docs/performance.md).
+    The network sees 14 × ``images_per_batch`` crops at once (56, 112 with flip averaging): at twice that, the
+    classroom network's input passes 32 MB, the size above which glibc hands every allocation fresh pages from the
+    kernel, which is slow (docs/performance.md).
     """
     out = np.empty_like(previous, dtype=np.float64)
     floors = np.full(len(dataset), MIN_DIAM) if min_diam is None else np.asarray(min_diam, np.float64)
     per_joint = view_count(*views)
-    step = max(1, images_per_batch // per_joint)
     joint = np.arange(NUM_JOINTS)
-    for start in range(0, len(dataset), step):
-        idx = range(start, min(start + step, len(dataset)))
+    for start in range(0, len(dataset), images_per_batch):
+        idx = range(start, min(start + images_per_batch, len(dataset)))
         mats, crops = [], []
         for n in idx:
             image = dataset[n].image

@@ -176,7 +176,7 @@ DEVICE_HELP = "where the networks run: cpu, cuda, cuda:1 (default: the GPU when 
 
 
 def add_view_options(p: argparse.ArgumentParser) -> None:
-    """--views (stage 1's), --refine-views (the refiners') and --one-box, both at (0, 0); None keeps the run's."""
+    """--views (stage 1's), --refine-views (the refiners') and --one-box (both (0, 0)); unset keeps the run's."""
     views = p.add_mutually_exclusive_group()
     views.add_argument("--views", type=parse_views, default=None, metavar="SCALE,SHIFT", help=VIEWS_HELP)
     views.add_argument("--one-box", action="store_true", help=ONE_BOX_HELP)

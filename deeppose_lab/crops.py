@@ -59,7 +59,7 @@ def inference_box(sample: Sample, user_box: np.ndarray | None = None) -> np.ndar
 
 
 def box_views(box: np.ndarray, scale: float = 0.0, shift: float = 0.0) -> np.ndarray:
-    """(V, 4) boxes stage 1 looks through at test time: ``box`` itself, and with ``scale`` > 0 its side also
+    """(V, 4) boxes a stage looks through at test time: ``box`` itself, and with ``scale`` > 0 its side also
     ×(1 − scale) and ×(1 + scale), each with ``shift`` > 0 also moved left, right, up and down by ``shift`` of
     its side: 1, 3, 5 or 15 views. Training jittered every box; averaging the views averages out where one box
     happens to put the person (docs/accuracy.md, "Stage 1 averaged over jittered boxes")."""

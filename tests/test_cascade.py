@@ -488,11 +488,11 @@ def test_refiner_views_move_each_joint_to_the_median_of_its_own_views():
     outputs = np.stack([np.arange(14) * 0.01, np.arange(14) * -0.02], axis=1)  # a different move per joint
     data = ArrayPoses(images, previous)
     one_box = refine(FixedNet(outputs), data, previous, 1.5, SIZE)
-    for views in ((0.1, 0.0), (0.0, 0.06), (0.1, 0.06)):
+    for views, images_per_batch in (((0.1, 0.0), 4), ((0.0, 0.06), 2), ((0.1, 0.06), 1), ((0.1, 0.06), 4)):
         # views symmetric about each joint's box have its one-box move as their median, if every view is mapped
-        # back through its own matrix and read at its own joint's output
-        np.testing.assert_allclose(refine(FixedNet(outputs), data, previous, 1.5, SIZE, views=views), one_box,
-                                   atol=1e-4)
+        # back through its own matrix and read at its own joint's output, and each image's crops stay its own
+        moved = refine(FixedNet(outputs), data, previous, 1.5, SIZE, images_per_batch=images_per_batch, views=views)
+        np.testing.assert_allclose(moved, one_box, atol=1e-4)
     # the network sees 56 crops a call: the first of each call (four joints' single views) answers wildly
     wild = refine(WildFirstCrop(outputs), data, previous, 1.5, SIZE, views=(0.1, 0.06), flip_test=True)
     np.testing.assert_allclose(wild, refine(FixedNet(outputs), data, previous, 1.5, SIZE, flip_test=True), atol=1e-4)

@@ -7,7 +7,7 @@ import json
 import pytest
 
 from deeppose_lab.geometry import Augmentation
-from deeppose_lab.profiles import PROFILES, Profile, apply_overrides, get_profile, validate
+from deeppose_lab.profiles import PROFILES, VIEW_FIELDS, Profile, apply_overrides, get_profile, validate, without_views
 
 
 @pytest.mark.parametrize("name", ["smoke", "classroom", "paper"])
@@ -195,6 +195,13 @@ def test_a_run_from_before_box_views_keeps_its_one_box_and_a_new_one_gets_the_vi
     new = Profile.from_dict(get_profile("classroom").to_dict())
     assert (new.view_scale, new.view_shift) == (0.1, 0.06)
     assert (get_profile("paper").view_scale, get_profile("smoke").view_shift) == (0.0, 0.0)
+
+
+def test_training_poses_look_through_one_box_at_every_stage():
+    viewing = get_profile("classroom", refine_view_scale="0.1", refine_view_shift="0.06")
+    assert {getattr(viewing, key) for key in VIEW_FIELDS} == {0.1, 0.06}
+    assert all(getattr(without_views(viewing), key) == 0.0 for key in VIEW_FIELDS)  # how refiners' poses are made
+    assert without_views(viewing).replace(**{k: getattr(viewing, k) for k in VIEW_FIELDS}) == viewing
 
 
 def test_refine_init_previous_needs_a_refiner_of_stage_1s_shape():
