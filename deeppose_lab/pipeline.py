@@ -215,7 +215,7 @@ def train_refiner(run_dir: Path, profile: Profile, stage: int, previous: DeepPos
                         others=profile.refine_others)
     val_crops = RefineCrops(val, val_pose, stats, profile.sigma, size, 1, Augmentation.none(), profile.mask_hidden,
                             simulate=False, min_diam=val_floor)
-    scorer = cascade_for(profile, previous, [])
+    scorer = cascade_for(without_views(profile), previous, [])  # through one box, as val_pose was made
 
     def score(m: nn.Module) -> dict[str, float]:
         return dev_scores(scorer.refined(m, val, val_pose, val_floor), val)

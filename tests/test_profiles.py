@@ -193,8 +193,13 @@ def test_a_run_from_before_box_views_keeps_its_one_box_and_a_new_one_gets_the_vi
     del old["view_scale"], old["view_shift"]
     assert (Profile.from_dict(old).view_scale, Profile.from_dict(old).view_shift) == (0.0, 0.0)
     new = Profile.from_dict(get_profile("classroom").to_dict())
-    assert (new.view_scale, new.view_shift) == (0.1, 0.06)
-    assert (get_profile("paper").view_scale, get_profile("smoke").view_shift) == (0.0, 0.0)
+    assert (new.view_scale, new.view_shift, new.refine_view_scale, new.refine_view_shift) == (0.1, 0.06, 0.0, 0.0)
+    before_refiner_views = get_profile("classroom").to_dict()
+    del before_refiner_views["refine_view_scale"], before_refiner_views["refine_view_shift"]
+    old_run = Profile.from_dict(before_refiner_views)
+    assert (old_run.view_scale, old_run.refine_view_scale, old_run.refine_view_shift) == (0.1, 0.0, 0.0)
+    for name in ("paper", "smoke"):
+        assert all(getattr(get_profile(name), key) == 0.0 for key in VIEW_FIELDS)
 
 
 def test_training_poses_look_through_one_box_at_every_stage():
