@@ -43,8 +43,9 @@ notebooks: $(STAMP)
 lint: $(STAMP)
 	$(VENV)/bin/ruff check deeppose_lab tests
 
+# Unbuffered (-u): a bench sent to a file shows each figure as it is measured, so a run cut short keeps them.
 bench: $(STAMP)
-	$(PY) -m deeppose_lab.bench
+	$(PY) -u -m deeppose_lab.bench
 
 clean:
 	rm -rf runs .pytest_cache
