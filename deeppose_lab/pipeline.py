@@ -155,8 +155,7 @@ def cascade_for(profile: Profile, stage1: nn.Module, refiners: list[nn.Module], 
     ``compile`` (``--compile`` on the command line) pays seconds per network up front for faster inference.
     """
     return Cascade(stage1, profile.stage1.input_size, refiners, profile.refiner.input_size, profile.sigma,
-                   profile.flip_test, use_bf16(profile), compile, (profile.view_scale, profile.view_shift),
-                   (profile.refine_view_scale, profile.refine_view_shift))
+                   profile.flip_test, use_bf16(profile), compile, profile.stage1_views, profile.refine_views)
 
 
 def stage1_crops(profile: Profile, train: PoseDataset, augment: Augmentation) -> PersonCrops:

@@ -222,6 +222,16 @@ class Profile:
         """Stage 1's recipe, or the refiners' for any stage s ≥ 2."""
         return self.stage1 if stage == 1 else self.refiner
 
+    @property
+    def stage1_views(self) -> tuple[float, float]:
+        """(scale, shift) of stage 1's test-time box views, as ``Cascade.stage1_views`` takes them."""
+        return self.view_scale, self.view_shift
+
+    @property
+    def refine_views(self) -> tuple[float, float]:
+        """(scale, shift) of the refiners' test-time box views, as ``Cascade.refine_views`` takes them."""
+        return self.refine_view_scale, self.refine_view_shift
+
     def replace(self, **changes: object) -> Profile:
         return dataclasses.replace(self, **changes)
 

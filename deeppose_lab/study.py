@@ -73,8 +73,7 @@ def score_run(run_dir: Path, name: str, views: dict[str, str] | None = None) -> 
         profile = profile.replace(**{k: float(v) for k, v in views.items()})  # load_cascade checks them
     default = rundir.flat_fields(get_profile(profile.name).to_dict())
     changed = {k: str(v) for k, v in rundir.flat_fields(profile.to_dict()).items() if v != default[k]}
-    cascade = pipeline.load_cascade(run_dir, views=(profile.view_scale, profile.view_shift),
-                                    refine_views=(profile.refine_view_scale, profile.refine_view_shift))
+    cascade = pipeline.load_cascade(run_dir, views=profile.stage1_views, refine_views=profile.refine_views)
     rows = dev_rows(cascade, profile, meta["data"])
     return {"name": name, "stages": len(rows), "overrides": changed or {"(the profile)": profile.name},
             "stage_seconds": meta["stages"], "dev": rows}
