@@ -17,6 +17,7 @@ import argparse
 import json
 import math
 import resource
+import sys
 import tempfile
 import time
 from collections.abc import Callable, Sequence
@@ -36,7 +37,7 @@ from .datasets import Concat, ImageFiles, PoseDataset, load_lsp, lsp_available
 from .geometry import image_box, spare_channel_base
 from .limits import Limit, LimitProbe, flops_per_cycle, limit_probe, share_text
 from .model import DeepPoseNet
-from .number_format import auto_choice, training_step, use_bf16
+from .number_format import auto_choice, bf16_kernels, training_step, use_bf16
 from .pipeline import cascade_for, train_stage1
 from .profiles import Profile, apply_overrides, get_profile, without_views
 from .rundir import read_run
@@ -324,15 +325,17 @@ def cascade_flops(cascade: Cascade, data: PoseDataset) -> int:
     return executed_flops(lambda: cascade.predict(data))
 
 
-def inference_latencies(profile: Profile, images: int, rounds: int = 5) -> dict:
+def inference_latencies(profile: Profile, images: int, rounds: int = 5, bf16: bool = True) -> dict:
     """Milliseconds per image for the whole cascade (all stages, all joints batched; untrained networks) in fp32,
-    in bf16 and in bf16 compiled, timed in alternation (best of ``rounds``) with the bf16 limit, and the least time
-    the cascade's FLOPs could take at that limit; plus the compiled cascade's first call (compiling)."""
+    in bf16 and in bf16 compiled (without ``bf16``: fp32 and fp32 compiled), timed in alternation (best of
+    ``rounds``) with the limit of the faster format, and the least time the cascade's FLOPs could take at that
+    limit; plus the compiled cascade's first call (compiling)."""
     nets = (profile.stage1.build_model().eval(),
             [profile.refiner.build_model().eval() for _ in range(profile.stages - 1)])
-    fp32, bf16 = profile.replace(number_format="fp32"), profile.replace(number_format="bf16")
-    cascades = {"fp32": cascade_for(fp32, *nets), "bf16": cascade_for(bf16, *nets),
-                "bf16_compiled": cascade_for(bf16, *nets, compile=True)}
+    fast = "bf16" if bf16 else "fp32"
+    fp32, faster = profile.replace(number_format="fp32"), profile.replace(number_format=fast)
+    cascades = {"fp32": cascade_for(fp32, *nets)} | ({"bf16": cascade_for(faster, *nets)} if bf16 else {})
+    cascades[f"{fast}_compiled"] = cascade_for(faster, *nets, compile=True)
     data = SyntheticPoses(images, seed=2)
     first = {}
     for mode, cascade in cascades.items():
@@ -340,13 +343,14 @@ def inference_latencies(profile: Profile, images: int, rounds: int = 5) -> dict:
         cascade.predict(data)
         first[mode] = time.perf_counter() - tic
     flops = cascade_flops(cascades["fp32"], data) / images
-    limit, best = timed_with_limit(limit_probe(torch.bfloat16), [lambda c=c: c.predict(data) for c in
-                                                                cascades.values()], rounds, warmup=0)
+    dtype = torch.bfloat16 if bf16 else torch.float32
+    limit, best = timed_with_limit(limit_probe(dtype), [lambda c=c: c.predict(data) for c in cascades.values()],
+                                   rounds, warmup=0)
     torch._dynamo.reset()  # each profile's graphs are its own; keep dynamo's recompile budget for the next
     ms = {m: 1000 * t / images for m, t in zip(cascades, best, strict=True)}
-    fastest_s = min(ms["bf16"], ms["bf16_compiled"]) / 1000
-    return {"ms_per_image": ms, "compiled_first_call_s": first["bf16_compiled"], "gflop_per_image": flops / 1e9,
-            "least_ms_at_bf16_limit": 1000 * flops / (limit.gflop_per_s * 1e9)
+    fastest_s = min(ms[fast], ms[f"{fast}_compiled"]) / 1000
+    return {"ms_per_image": ms, "compiled_first_call_s": first[f"{fast}_compiled"], "gflop_per_image": flops / 1e9,
+            "limit_format": fast, "least_ms_at_limit": 1000 * flops / (limit.gflop_per_s * 1e9)
             } | limit_figures(limit, flops / fastest_s / 1e9)
 
 
@@ -406,10 +410,11 @@ MODES = ((False, False), (True, False), (False, True), (True, True))  # (bf16, c
 
 
 def step_rows(profile: Profile, sizes: tuple[int, ...], repeats: int, probes: dict[bool, LimitProbe]) -> list[dict]:
-    """Every (batch, mode) training step of ``profile``, each timed in turn with its dtype's limit."""
+    """Every (batch, mode) training step of ``profile`` in the formats ``probes`` has a limit for, each timed in
+    turn with its dtype's limit."""
     rows = []
     for batch in sizes:
-        for bf16, cl in MODES:
+        for bf16, cl in (mode for mode in MODES if mode[0] in probes):
             step, flops = train_step(profile, batch, bf16, cl)
             limit, (step_s,) = timed_with_limit(probes[bf16], [step], repeats)
             figures = step_figures(profile, batch, bf16, cl, step_s, flops)
@@ -427,40 +432,59 @@ def data_beside_step(profile: Profile, batch: int, repeats: int, data: PoseDatas
             "bf16": use_bf16(profile), "channels_last": profile.channels_last}
 
 
+def progress(started: float, what: str) -> None:
+    """One line on stderr as each figure is measured: a bench cut short, or sent to a file, shows how far it got."""
+    print(f"[bench {time.perf_counter() - started:6.0f} s] {what}", file=sys.stderr, flush=True)
+
+
 def run_all(quick: bool, run_dir: Path) -> dict:
-    """Every figure; each one timed in turn with the limit or the peer it is compared with."""
+    """Every figure; each one timed in turn with the limit or the peer it is compared with. bf16 is measured only
+    where oneDNN has bf16 kernels: elsewhere the package never runs in it (``number_format``), and its reference
+    loops took more than 20 minutes of the bench on an AVX2 CPU."""
+    started = time.perf_counter()
     classroom, paper = get_profile("classroom"), get_profile("paper")
     repeats = 2 if quick else 5
-    probes = {False: limit_probe(torch.float32), True: limit_probe(torch.bfloat16)}
+    bf16 = bf16_kernels()
+    probes = {False: limit_probe(torch.float32)} | ({True: limit_probe(torch.bfloat16)} if bf16 else {})
     cpu = probes[False].cpu
     out: dict = {"threads": torch.get_num_threads(), "cores": probes[False].cores,
                  "cpu": None if cpu is None else {"vendor": cpu.vendor, "family": cpu.family, "model": cpu.model_name,
                                                   "listed_mhz": cpu.listed_mhz},
                  "flops_per_cycle": {name: None if cpu is None else flops_per_cycle(cpu, dt)
                                      for name, dt in (("fp32", torch.float32), ("bf16", torch.bfloat16))},
-                 "limits": {name: asdict(timed_with_limit(probes[bf16], [], repeats)[0])
-                            for name, bf16 in (("fp32", False), ("bf16", True))},
+                 "limits": {"bf16" if dt else "fp32": asdict(timed_with_limit(probe, [], repeats)[0])
+                            for dt, probe in probes.items()},
                  "number_format": number_format_choice(classroom)}
+    progress(started, f"limits and number format: {out['limits']} {out['number_format']}")
     steps, data = [], {}
     for profile, sizes in ((classroom, (32, 64, 128)), (paper, (8, 16) if quick else (16, 32))):
         sizes = sizes[:1] if quick else sizes
         steps += step_rows(profile, sizes, repeats, probes)
+        progress(started, f"{profile.name} training steps: " + ", ".join(
+            f"batch {s['batch']} bf16 {s['bf16']} channels_last {s['channels_last']} {s['images_per_s']:.1f} images/s"
+            for s in steps if s["profile"] == profile.name))
         n = 256 if profile is classroom else 64
         data[profile.name] = data_beside_step(profile, feeding_batch(profile, sizes), repeats, None, n)
+        progress(started, f"{profile.name} data pass: {data[profile.name]['ratio']:.1f}× the step it feeds")
     out["train_steps"] = steps
     train, out["training_set"] = decoded_training_set(classroom, "lsp" if lsp_available() else "synthetic")
+    progress(started, f"decoded the training set: {out['training_set']}")
     data["classroom, training set"] = data_beside_step(classroom, classroom.stage1.batch_size, repeats, train, 512)
     del train
     out["data_beside_step"] = data
     out["peer_epoch"] = peer_figures(classroom, 200 if quick else 1000, 1 if quick else 2)
+    progress(started, f"one epoch against plain PyTorch: {out['peer_epoch']}")
     no_flip = classroom.replace(flip_test=False)  # --no-flip: half the crops, no mirrors, as in the paper
     one_box = without_views(classroom)  # --one-box: every stage on its one box, no views
-    out["cascade_inference"] = {name: inference_latencies(p, n, repeats) for name, p, n in (
-        ("classroom", classroom, 8), ("classroom --one-box", one_box, 8), ("classroom --no-flip", no_flip, 8),
-        ("paper", paper, 2))}
+    out["cascade_inference"] = {}
+    for name, p, n in (("classroom", classroom, 8), ("classroom --one-box", one_box, 8),
+                       ("classroom --no-flip", no_flip, 8), ("paper", paper, 2)):
+        out["cascade_inference"][name] = inference_latencies(p, n, repeats, bf16)
+        progress(started, f"cascade inference, {name}: {out['cascade_inference'][name]['ms_per_image']} ms/image")
     out["widget_redraw_ms"] = widget_redraws(classroom, load_lsp(split="test") if lsp_available()
                                              else SyntheticPoses(16, seed=4))
     out["time_to_accuracy"] = time_to_accuracy(run_dir)
+    out["bench_minutes"] = (time.perf_counter() - started) / 60
     return out
 
 
@@ -486,12 +510,16 @@ def share(row: dict) -> str:
 def table(r: dict) -> str:
     lim = r["limits"]
     lines = [f"threads {r['threads']} on {r['cores']} cores; FLOPs a cycle a core {r['flops_per_cycle']}; limits "
-             f"at the start: fp32 {lim['fp32']['gflop_per_s']:.0f} GFLOP/s ({lim['fp32']['bound']}), bf16 "
-             f"{lim['bf16']['gflop_per_s']:.0f} ({lim['bf16']['bound']}); clock {lim['fp32']['ghz'] or 0:.2f} GHz. "
+             "at the start: " + ", ".join(f"{fmt} {v['gflop_per_s']:.0f} GFLOP/s ({v['bound']})"
+                                          for fmt, v in lim.items())
+             + f"; clock {lim['fp32']['ghz'] or 0:.2f} GHz. "
              "Each figure against the limit timed beside it (nominal: cores × FLOPs a cycle × clock; GEMM: the "
              "fastest of matmul, linear, 1×1 convolution, where that was faster)",
              f"{'profile':10} {'batch':>5} {'mode':18} {'img/s':>8} {'GFLOP/s':>8} {'limit':>7} {'bound':>14} "
              f"{'of limit':>11}"]
+    if "bf16" not in lim:
+        lines.append("bf16 not timed: oneDNN has no bf16 kernels on this CPU (no AVX-512 BF16, no AMX), so the "
+                     "package trains and infers in fp32 here")
     nf = r["number_format"]
     lines.append(f"number_format=auto takes {nf['chosen']} for the {nf['profile']} step (batch {nf['batch']}): "
                  + (", ".join(f"{fmt} {ms:.0f} ms" for fmt, ms in nf["step_ms"].items()) or "not timed"))
@@ -515,13 +543,15 @@ def table(r: dict) -> str:
     for name, c in r["cascade_inference"].items():
         lines.append(f"cascade inference, {name}, ms/image: " + ", ".join(
             f"{mode} {ms:.1f}" for mode, ms in c["ms_per_image"].items())
-            + f"; {c['gflop_per_image']:.2f} GFLOP an image: at least {c['least_ms_at_bf16_limit']:.1f} ms at the bf16 "
-              f"limit ({c['limit_gflop_per_s']:.0f} GFLOP/s, {c['bound']}), reached {share(c)} (compiling: "
-              f"{c['compiled_first_call_s']:.0f} s on the first call)")
+            + f"; {c['gflop_per_image']:.2f} GFLOP an image: at least {c['least_ms_at_limit']:.1f} ms at the "
+              f"{c['limit_format']} limit ({c['limit_gflop_per_s']:.0f} GFLOP/s, {c['bound']}), reached {share(c)} "
+              f"(compiling: {c['compiled_first_call_s']:.0f} s on the first call)")
     lines.append("widget redraw, ms (best / median): " + ", ".join(
         f"{name} {w['best_ms']:.0f} / {w['median_ms']:.0f}" for name, w in r["widget_redraw_ms"].items()))
     t = r["time_to_accuracy"]
     lines.append("time to accuracy: " + (json.dumps(t) if t else "no finished `make demo` run in runs/demo"))
+    if "bench_minutes" in r:
+        lines.append(f"the bench took {r['bench_minutes']:.1f} minutes")
     broken = broken_bounds(r)
     if broken:
         lines.append("BROKEN BOUNDS (a figure above its limit: the limit is wrong): " + ", ".join(broken))
