@@ -183,10 +183,16 @@ def add_view_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--refine-views", type=parse_views, default=None, metavar="SCALE,SHIFT", help=REFINE_VIEWS_HELP)
 
 
+def refuse_conflicting_views(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """--one-box beside --refine-views: a usage error (exit 2), as argparse makes --one-box beside --views."""
+    if getattr(args, "one_box", False) and getattr(args, "refine_views", None) is not None:
+        parser.error("argument --refine-views: not allowed with argument --one-box (it already sets the refiners' "
+                     "views to 0,0)")
+
+
 def view_overrides(args: argparse.Namespace) -> dict[str, tuple[float, float] | None]:
-    """``load_cascade``'s ``views`` and ``refine_views`` from the options ``add_view_options`` adds."""
-    if args.one_box and args.refine_views is not None:
-        raise ConfigError("--one-box already sets the refiners' views to 0,0: give --one-box or --refine-views")
+    """``load_cascade``'s ``views`` and ``refine_views`` from the options ``add_view_options`` adds (checked by
+    ``refuse_conflicting_views``)."""
     if args.one_box:
         return {"views": (0.0, 0.0), "refine_views": (0.0, 0.0)}
     return {"views": args.views, "refine_views": args.refine_views}
@@ -286,7 +292,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     from .distributed import init_from_env, is_main, shutdown
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    refuse_conflicting_views(parser, args)
     distributed = init_from_env()  # under torchrun: one process per GPU (or CPU shard), rank 0 writes
     if distributed and not is_main():
         args.quiet = True

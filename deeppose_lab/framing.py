@@ -290,7 +290,7 @@ def format_benchmark(rows: dict[str, dict[str, float]]) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    from .cli import add_view_options, view_overrides
+    from .cli import add_view_options, refuse_conflicting_views, view_overrides
     from .pipeline import load_cascade
     from .rundir import run_profile
     from .splits import load_data
@@ -305,6 +305,7 @@ def main(argv: Sequence[str] | None = None) -> None:
                         help="instead: split auto framing's loss by its box's IoU with the true one")
     add_view_options(parser)
     args = parser.parse_args(argv)
+    refuse_conflicting_views(parser, args)
     profile = run_profile(args.run_dir)
     cascade = load_cascade(args.run_dir, **view_overrides(args))
     splits = load_data("lsp", profile, log=lambda _: None)

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from deeppose_lab import pipeline, rundir
+from deeppose_lab import framing, pipeline, rundir
 from deeppose_lab.cli import main
 from deeppose_lab.profiles import get_profile
 from deeppose_lab.splits import load_data
@@ -144,7 +144,7 @@ def test_no_flip_evaluates_and_predicts_a_flip_averaging_run_as_the_paper_did(ru
     assert pipeline.load_cascade(flipping).flip_test and not pipeline.load_cascade(flipping, flip_test=False).flip_test
 
 
-def test_views_and_one_box_override_the_runs_box_views_at_test_time(run_dir, pngs, tmp_path):
+def test_views_and_one_box_override_the_runs_box_views_at_test_time(run_dir, pngs, tmp_path, capsys):
     viewing = tmp_path / "viewing"  # the same networks, recorded with every stage's jittered box views at test time
     shutil.copytree(run_dir, viewing, ignore=shutil.ignore_patterns("report", "predict"))
     meta = json.loads((viewing / "run.json").read_text())
@@ -174,9 +174,13 @@ def test_views_and_one_box_override_the_runs_box_views_at_test_time(run_dir, png
         for option in ("--views", "--refine-views"):
             with pytest.raises(SystemExit):
                 main(["evaluate", str(run_dir), option, bad])
-    with pytest.raises(SystemExit):
-        main(["evaluate", str(run_dir), "--views", "0.1,0", "--one-box"])
-    assert main(["evaluate", str(run_dir), "--refine-views", "0.1,0", "--one-box"]) == 2
+    for both in (["--views", "0.1,0", "--one-box"], ["--refine-views", "0.1,0", "--one-box"]):
+        with pytest.raises(SystemExit) as refused:  # a usage error either way, as argparse reports one
+            main(["evaluate", str(run_dir), *both])
+        assert refused.value.code == 2
+    with pytest.raises(SystemExit) as refused:
+        framing.main([str(run_dir), "--one-box", "--refine-views", "0,0.06"])
+    assert refused.value.code == 2 and "not allowed with argument --one-box" in capsys.readouterr().err
 
 
 def test_unknown_profile_is_a_user_error(tmp_path, capsys):
