@@ -562,28 +562,32 @@ def table(r: dict) -> str:
 CONV_FORWARD = ("aten::mkldnn_convolution", "aten::_slow_conv2d_forward")
 CONV_BACKWARD = ("aten::convolution_backward", "aten::_slow_conv2d_backward")
 STEP_PARTS = {"convolution forward": CONV_FORWARD, "convolution backward": CONV_BACKWARD,
-              "linear layers (fc6-fc8)": ("aten::mm", "aten::addmm"), "bf16 casts (autocast)": ("aten::copy_",),
+              "linear layers (fc6-fc8)": ("aten::mm", "aten::addmm"),
+              "copies (autocast's bf16 casts)": ("aten::copy_",),
               "AdamW (fused)": ("aten::_fused_adamw_",), "dropout": ("aten::bernoulli_", "aten::mul", "aten::div_"),
               "max pooling": ("aten::max_pool2d_with_indices", "aten::max_pool2d_with_indices_backward"),
               "ReLU": ("aten::clamp_min_", "aten::threshold_backward")}
 
 
 def step_account(profile: Profile, batch: int, steps: int = 10) -> str:
-    """Where a bf16 channels_last training step's time goes (``torch.profiler``), by part, and each convolution's
-    rate: the account behind the step's share of its limit (``--profile-step``)."""
+    """Where a channels_last training step's time goes (``torch.profiler``), by part, and each convolution's rate:
+    the account behind the step's share of its limit (``--profile-step``). In the number format ``profile`` runs in
+    here (``use_bf16``): bf16 where it is the faster, fp32 on a CPU without bf16 kernels."""
     from torch.profiler import ProfilerActivity
     from torch.profiler import profile as profiler
 
-    step, _ = train_step(profile, batch, True, True)
-    probe = limit_probe(torch.bfloat16)
+    bf16 = use_bf16(profile)
+    step, _ = train_step(profile, batch, bf16, True)
+    probe = limit_probe(torch.bfloat16 if bf16 else torch.float32)
     limit, _ = timed_with_limit(probe, [step], 3)  # in turn with the step, unprofiled
     with profiler(activities=[ProfilerActivity.CPU], record_shapes=True) as prof:
         for _ in range(steps):
             step()
     events = prof.key_averages()
     total = sum(e.self_cpu_time_total for e in events)
-    lines = [f"{profile.name}, batch {batch}, bf16 + channels_last: {total / steps / 1000:.1f} ms a step under the "
-             f"profiler; bf16 limit {limit.gflop_per_s:.0f} GFLOP/s ({limit.bound}, {limit.ghz or 0:.2f} GHz)",
+    fmt = "bf16" if bf16 else "fp32"
+    lines = [f"{profile.name}, batch {batch}, {fmt} + channels_last: {total / steps / 1000:.1f} ms a step under the "
+             f"profiler; {fmt} limit {limit.gflop_per_s:.0f} GFLOP/s ({limit.bound}, {limit.ghz or 0:.2f} GHz)",
              "| part | share of the step |", "|---|---:|"]
     counted = 0.0
     for part, names in STEP_PARTS.items():
@@ -623,7 +627,8 @@ def main() -> None:
     parser.add_argument("--run", default="runs/demo", help="run directory to read time-to-accuracy from")
     parser.add_argument("--json", default=None, help="also write the JSON here")
     parser.add_argument("--profile-step", action="store_true",
-                        help="only print where the classroom bf16 training step's time goes (torch.profiler)")
+                        help="only print where the classroom training step's time goes (torch.profiler), in the "
+                             "number format it trains in here")
     args = parser.parse_args()
     if args.profile_step:
         classroom = get_profile("classroom")
