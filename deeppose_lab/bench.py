@@ -282,7 +282,8 @@ def student_epoch(profile: Profile, data: ImageFiles) -> Callable[[], None]:
 
 def package_epoch(profile: Profile, data: ImageFiles) -> Callable[[], None]:
     """One stage-1 epoch through the package itself (``pipeline.train_stage1``: decoding into the cache, OpenCV
-    crops made between steps, bf16, channels_last, fused AdamW, its checkpoint), from files not yet decoded."""
+    crops made between steps, the number format ``auto`` takes here, channels_last, fused AdamW, its checkpoint),
+    from files not yet decoded."""
     one_epoch = apply_overrides(profile, {"stage1.epochs": 1})
 
     def epoch() -> None:
@@ -325,11 +326,12 @@ def cascade_flops(cascade: Cascade, data: PoseDataset) -> int:
     return executed_flops(lambda: cascade.predict(data))
 
 
-def inference_latencies(profile: Profile, images: int, rounds: int = 5, bf16: bool = True) -> dict:
+def inference_latencies(profile: Profile, images: int, rounds: int = 5, bf16: bool | None = None) -> dict:
     """Milliseconds per image for the whole cascade (all stages, all joints batched; untrained networks) in fp32,
     in bf16 and in bf16 compiled (without ``bf16``: fp32 and fp32 compiled), timed in alternation (best of
     ``rounds``) with the limit of the faster format, and the least time the cascade's FLOPs could take at that
-    limit; plus the compiled cascade's first call (compiling)."""
+    limit; plus the compiled cascade's first call (compiling). ``bf16`` None: where oneDNN has bf16 kernels."""
+    bf16 = bf16_kernels() if bf16 is None else bf16
     nets = (profile.stage1.build_model().eval(),
             [profile.refiner.build_model().eval() for _ in range(profile.stages - 1)])
     fast = "bf16" if bf16 else "fp32"
@@ -437,6 +439,13 @@ def progress(started: float, what: str) -> None:
     print(f"[bench {time.perf_counter() - started:6.0f} s] {what}", file=sys.stderr, flush=True)
 
 
+def limit_probes(scale: int = 1) -> dict[bool, LimitProbe]:
+    """The limit probes of the formats the bench times, keyed by bf16: fp32, and bf16 where oneDNN has bf16 kernels
+    (``scale``: smaller GEMMs, for tests)."""
+    bf16 = {True: limit_probe(torch.bfloat16, scale)} if bf16_kernels() else {}
+    return {False: limit_probe(torch.float32, scale)} | bf16
+
+
 def run_all(quick: bool, run_dir: Path) -> dict:
     """Every figure; each one timed in turn with the limit or the peer it is compared with. bf16 is measured only
     where oneDNN has bf16 kernels: elsewhere the package never runs in it (``number_format``), and its reference
@@ -444,14 +453,14 @@ def run_all(quick: bool, run_dir: Path) -> dict:
     started = time.perf_counter()
     classroom, paper = get_profile("classroom"), get_profile("paper")
     repeats = 2 if quick else 5
-    bf16 = bf16_kernels()
-    probes = {False: limit_probe(torch.float32)} | ({True: limit_probe(torch.bfloat16)} if bf16 else {})
+    probes = limit_probes()
+    bf16 = True in probes
     cpu = probes[False].cpu
     out: dict = {"threads": torch.get_num_threads(), "cores": probes[False].cores,
                  "cpu": None if cpu is None else {"vendor": cpu.vendor, "family": cpu.family, "model": cpu.model_name,
                                                   "listed_mhz": cpu.listed_mhz},
-                 "flops_per_cycle": {name: None if cpu is None else flops_per_cycle(cpu, dt)
-                                     for name, dt in (("fp32", torch.float32), ("bf16", torch.bfloat16))},
+                 "flops_per_cycle": {"bf16" if b else "fp32": None if cpu is None else flops_per_cycle(cpu, p.dtype)
+                                     for b, p in probes.items()},
                  "limits": {"bf16" if dt else "fp32": asdict(timed_with_limit(probe, [], repeats)[0])
                             for dt, probe in probes.items()},
                  "number_format": number_format_choice(classroom)}
@@ -483,7 +492,9 @@ def run_all(quick: bool, run_dir: Path) -> dict:
         progress(started, f"cascade inference, {name}: {out['cascade_inference'][name]['ms_per_image']} ms/image")
     out["widget_redraw_ms"] = widget_redraws(classroom, load_lsp(split="test") if lsp_available()
                                              else SyntheticPoses(16, seed=4))
+    progress(started, f"widget redraws: {out['widget_redraw_ms']}")
     out["time_to_accuracy"] = time_to_accuracy(run_dir)
+    progress(started, f"time to accuracy: {out['time_to_accuracy']}")
     out["bench_minutes"] = (time.perf_counter() - started) / 60
     return out
 
@@ -518,8 +529,8 @@ def table(r: dict) -> str:
              f"{'profile':10} {'batch':>5} {'mode':18} {'img/s':>8} {'GFLOP/s':>8} {'limit':>7} {'bound':>14} "
              f"{'of limit':>11}"]
     if "bf16" not in lim:
-        lines.append("bf16 not timed: oneDNN has no bf16 kernels on this CPU (no AVX-512 BF16, no AMX), so the "
-                     "package trains and infers in fp32 here")
+        lines.insert(1, "bf16 not timed: oneDNN has no bf16 kernels on this CPU (it needs AVX-512 at least), so the "
+                        "package trains and infers in fp32 here")
     nf = r["number_format"]
     lines.append(f"number_format=auto takes {nf['chosen']} for the {nf['profile']} step (batch {nf['batch']}): "
                  + (", ".join(f"{fmt} {ms:.0f} ms" for fmt, ms in nf["step_ms"].items()) or "not timed"))
@@ -569,7 +580,7 @@ STEP_PARTS = {"convolution forward": CONV_FORWARD, "convolution backward": CONV_
               "ReLU": ("aten::clamp_min_", "aten::threshold_backward")}
 
 
-def step_account(profile: Profile, batch: int, steps: int = 10) -> str:
+def step_account(profile: Profile, batch: int, steps: int = 10, scale: int = 1) -> str:
     """Where a channels_last training step's time goes (``torch.profiler``), by part, and each convolution's rate:
     the account behind the step's share of its limit (``--profile-step``). In the number format ``profile`` runs in
     here (``use_bf16``): bf16 where it is the faster, fp32 on a CPU without bf16 kernels."""
@@ -578,7 +589,7 @@ def step_account(profile: Profile, batch: int, steps: int = 10) -> str:
 
     bf16 = use_bf16(profile)
     step, _ = train_step(profile, batch, bf16, True)
-    probe = limit_probe(torch.bfloat16 if bf16 else torch.float32)
+    probe = limit_probe(torch.bfloat16 if bf16 else torch.float32, scale)  # scale: smaller GEMMs, for tests
     limit, _ = timed_with_limit(probe, [step], 3)  # in turn with the step, unprofiled
     with profiler(activities=[ProfilerActivity.CPU], record_shapes=True) as prof:
         for _ in range(steps):

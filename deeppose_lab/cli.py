@@ -181,13 +181,15 @@ def add_view_options(p: argparse.ArgumentParser) -> None:
     views.add_argument("--views", type=parse_views, default=None, metavar="SCALE,SHIFT", help=VIEWS_HELP)
     views.add_argument("--one-box", action="store_true", help=ONE_BOX_HELP)
     p.add_argument("--refine-views", type=parse_views, default=None, metavar="SCALE,SHIFT", help=REFINE_VIEWS_HELP)
+    p.set_defaults(view_parser=p)  # the (sub)command parser whose usage a conflict is reported with
 
 
-def refuse_conflicting_views(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
-    """--one-box beside --refine-views: a usage error (exit 2), as argparse makes --one-box beside --views."""
+def refuse_conflicting_views(args: argparse.Namespace) -> None:
+    """--one-box beside --refine-views: a usage error (exit 2) of the command that has them, as argparse makes
+    --one-box beside --views."""
     if getattr(args, "one_box", False) and getattr(args, "refine_views", None) is not None:
-        parser.error("argument --refine-views: not allowed with argument --one-box (it already sets the refiners' "
-                     "views to 0,0)")
+        args.view_parser.error("argument --refine-views: not allowed with argument --one-box (it already sets the "
+                               "refiners' views to 0,0)")
 
 
 def view_overrides(args: argparse.Namespace) -> dict[str, tuple[float, float] | None]:
@@ -292,9 +294,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     from .distributed import init_from_env, is_main, shutdown
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    refuse_conflicting_views(parser, args)
+    args = build_parser().parse_args(argv)
+    refuse_conflicting_views(args)
     distributed = init_from_env()  # under torchrun: one process per GPU (or CPU shard), rank 0 writes
     if distributed and not is_main():
         args.quiet = True

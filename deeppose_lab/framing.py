@@ -305,7 +305,7 @@ def main(argv: Sequence[str] | None = None) -> None:
                         help="instead: split auto framing's loss by its box's IoU with the true one")
     add_view_options(parser)
     args = parser.parse_args(argv)
-    refuse_conflicting_views(parser, args)
+    refuse_conflicting_views(args)
     profile = run_profile(args.run_dir)
     cascade = load_cascade(args.run_dir, **view_overrides(args))
     splits = load_data("lsp", profile, log=lambda _: None)

@@ -59,8 +59,9 @@ def measured_choice(recipe: StageRecipe, channels_last: bool, threads: int) -> t
 
 
 def bf16_kernels() -> bool:
-    """Whether this CPU's oneDNN has bf16 kernels (AVX-512 BF16 or AMX). Without them bf16 runs on torch's
-    reference loops: a bf16 ``matmul`` measured 1.3 GFLOP/s on an AVX2 EPYC whose fp32 one reaches 200."""
+    """Whether oneDNN has bf16 kernels on this CPU (torch's own test; a CPU without AVX-512 has none). Without them
+    bf16 runs on torch's reference loops: a 512² bf16 ``matmul`` measured 1.3 GFLOP/s on an AVX2 EPYC whose fp32
+    GEMMs reach 150 (docs/performance.md)."""
     return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
 
 

@@ -23,15 +23,22 @@ def test_every_figure_is_measured_on_tiny_settings(tmp_path):
     assert torch.get_num_threads() == threads  # the one-core data pass gives the step its threads back
     figures = bench.step_figures(smoke, 4, True, False, step_s, flops)
     assert figures["images_per_s"] > 0 and figures["step_gflop"] > 0 and limit.gflop_per_s > 0 and data_s > 0
-    latency = bench.inference_latencies(smoke, images=2, rounds=1)
+    latency = bench.inference_latencies(smoke, images=2, rounds=1, bf16=True)
     assert set(latency["ms_per_image"]) == {"fp32", "bf16", "bf16_compiled"}
     assert min(latency["ms_per_image"].values()) > 0 and latency["compiled_first_call_s"] > 0
     assert latency["gflop_per_image"] > 0 and 0 < latency["least_ms_at_limit"] and latency["limit_format"] == "bf16"
 
 
-def test_a_cpu_without_bf16_kernels_is_measured_in_fp32_only():
+def test_a_cpu_without_bf16_kernels_is_measured_in_fp32_only(monkeypatch):
     # bf16 on torch's reference loops (an AVX2 CPU) took the bench past 20 minutes, in a format never run there.
     smoke = get_profile("smoke")
+    for kernels, formats in ((False, {False}), (True, {False, True})):
+        monkeypatch.setattr(bench, "bf16_kernels", lambda kernels=kernels: kernels)
+        probes = bench.limit_probes(scale=32)
+        assert set(probes) == formats and all(p.dtype == (torch.bfloat16 if b else torch.float32)
+                                              for b, p in probes.items())
+    monkeypatch.setattr(bench, "bf16_kernels", lambda: False)
+    assert set(bench.inference_latencies(smoke, images=1, rounds=1)["ms_per_image"]) == {"fp32", "fp32_compiled"}
     rows = bench.step_rows(smoke, (2,), 1, {False: limits.limit_probe(torch.float32, scale=32)})
     assert [(r["bf16"], r["channels_last"]) for r in rows] == [(False, False), (False, True)]
     latency = bench.inference_latencies(smoke, images=2, rounds=1, bf16=False)
@@ -40,7 +47,7 @@ def test_a_cpu_without_bf16_kernels_is_measured_in_fp32_only():
     del r["limits"]["bf16"]
     r["cascade_inference"]["paper"]["limit_format"] = "fp32"
     text = bench.table(r)
-    assert "bf16 not timed: oneDNN has no bf16 kernels" in text and "at the fp32 limit" in text
+    assert "bf16 not timed: oneDNN has no bf16 kernels" in text.splitlines()[1] and "at the fp32 limit" in text
     assert "bf16 not timed" not in bench.table(result())
 
 
@@ -168,9 +175,11 @@ def test_no_row_can_print_above_its_limit():
         assert ("BROKEN BOUNDS" in text) == bool(above) and text.count("ABOVE LIMIT") == len(above)
 
 
-def test_the_step_account_names_every_part_and_convolution():
-    smoke = get_profile("smoke")
-    text = bench.step_account(smoke, 4, steps=1)
+@pytest.mark.parametrize("number_format", ["fp32", "bf16"])
+def test_the_step_account_names_every_part_and_convolution(number_format):
+    smoke = get_profile("smoke").replace(number_format=number_format)
+    text = bench.step_account(smoke, 4, steps=1, scale=32)
+    assert text.startswith(f"smoke, batch 4, {number_format} + channels_last") and f"; {number_format} limit" in text
     for part in bench.STEP_PARTS:
         assert f"| {part} |" in text
     convs = sum(isinstance(m, torch.nn.Conv2d) for m in smoke.stage1.build_model().modules())

@@ -174,13 +174,17 @@ def test_views_and_one_box_override_the_runs_box_views_at_test_time(run_dir, png
         for option in ("--views", "--refine-views"):
             with pytest.raises(SystemExit):
                 main(["evaluate", str(run_dir), option, bad])
+    capsys.readouterr()
     for both in (["--views", "0.1,0", "--one-box"], ["--refine-views", "0.1,0", "--one-box"]):
         with pytest.raises(SystemExit) as refused:  # a usage error either way, as argparse reports one
             main(["evaluate", str(run_dir), *both])
-        assert refused.value.code == 2
+        err = capsys.readouterr().err
+        assert refused.value.code == 2 and "--one-box" in err and "not allowed with argument" in err
+        assert "deeppose-lab evaluate: error:" in err  # the subcommand's usage, not the top-level one
     with pytest.raises(SystemExit) as refused:
         framing.main([str(run_dir), "--one-box", "--refine-views", "0,0.06"])
-    assert refused.value.code == 2 and "not allowed with argument --one-box" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert refused.value.code == 2 and "not allowed with argument --one-box" in err and "framing: error:" in err
 
 
 def test_unknown_profile_is_a_user_error(tmp_path, capsys):
