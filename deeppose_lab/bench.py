@@ -39,7 +39,7 @@ from .limits import Limit, LimitProbe, flops_per_cycle, limit_probe, share_text
 from .model import DeepPoseNet
 from .number_format import auto_choice, bf16_kernels, training_step, use_bf16
 from .pipeline import cascade_for, train_stage1
-from .profiles import Profile, apply_overrides, get_profile, without_views
+from .profiles import Profile, apply_overrides, format_of_bf16_flag, get_profile, without_views
 from .rundir import read_run
 from .sample import ZERO_BASED_OFFSET
 from .skeleton import FLIP
@@ -334,7 +334,7 @@ def inference_latencies(profile: Profile, images: int, rounds: int = 5, bf16: bo
     bf16 = bf16_kernels() if bf16 is None else bf16
     nets = (profile.stage1.build_model().eval(),
             [profile.refiner.build_model().eval() for _ in range(profile.stages - 1)])
-    fast = "bf16" if bf16 else "fp32"
+    fast = format_of_bf16_flag(bf16)
     fp32, faster = profile.replace(number_format="fp32"), profile.replace(number_format=fast)
     cascades = {"fp32": cascade_for(fp32, *nets)} | ({"bf16": cascade_for(faster, *nets)} if bf16 else {})
     cascades[f"{fast}_compiled"] = cascade_for(faster, *nets, compile=True)
@@ -459,10 +459,10 @@ def run_all(quick: bool, run_dir: Path) -> dict:
     out: dict = {"threads": torch.get_num_threads(), "cores": probes[False].cores,
                  "cpu": None if cpu is None else {"vendor": cpu.vendor, "family": cpu.family, "model": cpu.model_name,
                                                   "listed_mhz": cpu.listed_mhz},
-                 "flops_per_cycle": {"bf16" if b else "fp32": None if cpu is None else flops_per_cycle(cpu, p.dtype)
+                 "flops_per_cycle": {format_of_bf16_flag(b): None if cpu is None else flops_per_cycle(cpu, p.dtype)
                                      for b, p in probes.items()},
-                 "limits": {"bf16" if dt else "fp32": asdict(timed_with_limit(probe, [], repeats)[0])
-                            for dt, probe in probes.items()},
+                 "limits": {format_of_bf16_flag(b): asdict(timed_with_limit(p, [], repeats)[0])
+                            for b, p in probes.items()},
                  "number_format": number_format_choice(classroom)}
     progress(started, f"limits and number format: {out['limits']} {out['number_format']}")
     steps, data = [], {}
@@ -596,7 +596,7 @@ def step_account(profile: Profile, batch: int, steps: int = 10, scale: int = 1) 
             step()
     events = prof.key_averages()
     total = sum(e.self_cpu_time_total for e in events)
-    fmt = "bf16" if bf16 else "fp32"
+    fmt = format_of_bf16_flag(bf16)
     lines = [f"{profile.name}, batch {batch}, {fmt} + channels_last: {total / steps / 1000:.1f} ms a step under the "
              f"profiler; {fmt} limit {limit.gflop_per_s:.0f} GFLOP/s ({limit.bound}, {limit.ghz or 0:.2f} GHz)",
              "| part | share of the step |", "|---|---:|"]
