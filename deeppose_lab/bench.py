@@ -426,12 +426,13 @@ def step_rows(profile: Profile, sizes: tuple[int, ...], repeats: int, probes: di
 
 def data_beside_step(profile: Profile, batch: int, repeats: int, data: PoseDataset | None, n: int) -> dict:
     """The one-core data pass over ``data`` against the step it feeds, timed in turn."""
-    fed, _ = train_step(profile, batch, use_bf16(profile), profile.channels_last)
+    bf16 = use_bf16(profile, cpu=True)
+    fed, _ = train_step(profile, batch, bf16, profile.channels_last)
     n = n if data is None else min(n, len(data))  # data_pass crops that many distinct samples
     data_s, fed_s = interleaved_best([data_pass(profile, n, data), fed], repeats)
     return {"data": "synthetic" if data is None else data.name, "samples_per_s_one_core": n / data_s,
             "step_images_per_s": batch / fed_s, "ratio": n / data_s / (batch / fed_s), "batch": batch,
-            "bf16": use_bf16(profile), "channels_last": profile.channels_last}
+            "bf16": bf16, "channels_last": profile.channels_last}
 
 
 def progress(started: float, what: str) -> None:
@@ -501,7 +502,7 @@ def run_all(quick: bool, run_dir: Path) -> dict:
 
 def number_format_choice(profile: Profile) -> dict:
     """What ``number_format = "auto"`` takes here for ``profile``, and the step times it chose by."""
-    chosen, seconds = auto_choice(profile)
+    chosen, seconds = auto_choice(profile, cpu=True)
     return {"profile": profile.name, "batch": profile.stage1.batch_size, "chosen": chosen,
             "step_ms": {fmt: 1000 * s for fmt, s in seconds.items()}}
 
@@ -583,11 +584,11 @@ STEP_PARTS = {"convolution forward": CONV_FORWARD, "convolution backward": CONV_
 def step_account(profile: Profile, batch: int, steps: int = 10, scale: int = 1) -> str:
     """Where a channels_last training step's time goes (``torch.profiler``), by part, and each convolution's rate:
     the account behind the step's share of its limit (``--profile-step``). In the number format ``profile`` runs in
-    here (``use_bf16``): bf16 where it is the faster, fp32 on a CPU without bf16 kernels."""
+    on this CPU (``use_bf16``): bf16 where it is the faster, fp32 on a CPU without bf16 kernels."""
     from torch.profiler import ProfilerActivity
     from torch.profiler import profile as profiler
 
-    bf16 = use_bf16(profile)
+    bf16 = use_bf16(profile, cpu=True)
     step, _ = train_step(profile, batch, bf16, True)
     probe = limit_probe(torch.bfloat16 if bf16 else torch.float32, scale)  # scale: smaller GEMMs, for tests
     limit, _ = timed_with_limit(probe, [step], 3)  # in turn with the step, unprofiled

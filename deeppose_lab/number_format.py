@@ -27,29 +27,36 @@ FORMATS = ("auto", "bf16", "fp32")
 BF16_MARGIN = 1.1  # bf16 must train this much faster: near a tie, fp32's extra precision is worth more
 
 
-def use_bf16(profile: Profile) -> bool:
-    """Whether ``profile`` trains and infers in bf16; ``"auto"`` measures (once per network and machine)."""
+def use_bf16(profile: Profile, cpu: bool = False) -> bool:
+    """Whether ``profile`` trains and infers in bf16; ``"auto"`` measures (once per network and machine).
+
+    ``cpu=True`` asks about this machine's CPU even where a GPU is present (``make bench`` times CPU steps: the
+    GPU's bf16 support says nothing about the CPU's kernels)."""
     if profile.number_format == "auto":
-        return chosen_format(profile) == "bf16"
+        return auto_choice(profile, cpu)[0] == "bf16"
     return profile.number_format == "bf16"
 
 
-def chosen_format(profile: Profile) -> str:
+def chosen_format(profile: Profile, cpu: bool = False) -> str:
     """``"bf16"`` or ``"fp32"``: what ``"auto"`` takes for this profile's stage-1 network on this machine."""
-    return auto_choice(profile)[0]
+    return auto_choice(profile, cpu)[0]
 
 
-def auto_choice(profile: Profile) -> tuple[str, dict[str, float]]:
-    """``measured_choice`` for ``profile``'s stage 1, its layout and the threads torch uses now."""
-    return measured_choice(profile.stage1, profile.channels_last, torch.get_num_threads())
+def auto_choice(profile: Profile, cpu: bool = False) -> tuple[str, dict[str, float]]:
+    """``measured_choice`` for ``profile``'s stage 1, its layout and the threads torch uses now; on the GPU when
+    there is one, unless ``cpu``."""
+    gpu = torch.cuda.is_available() and not cpu
+    return measured_choice(profile.stage1, profile.channels_last, torch.get_num_threads(), gpu)
 
 
 @functools.cache
-def measured_choice(recipe: StageRecipe, channels_last: bool, threads: int) -> tuple[str, dict[str, float]]:
+def measured_choice(recipe: StageRecipe, channels_last: bool, threads: int, gpu: bool = False
+                    ) -> tuple[str, dict[str, float]]:
     """The faster format of one training step of ``recipe``'s network, and the seconds a step took in each.
 
-    On a GPU: bf16 where the GPU supports it (no timing). On a CPU whose oneDNN has no bf16 kernels: fp32."""
-    if torch.cuda.is_available():
+    On a GPU (``gpu``): bf16 where the GPU supports it (no timing). On a CPU whose oneDNN has no bf16 kernels:
+    fp32. Otherwise both are timed on the CPU."""
+    if gpu:
         return ("bf16" if torch.cuda.is_bf16_supported() else "fp32"), {}
     if not bf16_kernels():
         return "fp32", {}

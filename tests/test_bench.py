@@ -184,3 +184,18 @@ def test_the_step_account_names_every_part_and_convolution(number_format):
         assert f"| {part} |" in text
     convs = sum(isinstance(m, torch.nn.Conv2d) for m in smoke.stage1.build_model().modules())
     assert text.count("| forward |") == convs and text.count("| backward |") == convs
+
+
+def test_the_bench_times_the_cpu_step_in_the_cpus_format_on_a_gpu_host(monkeypatch):
+    """A GPU's bf16 must not make the CPU bench time its step in bf16 where oneDNN has no bf16 kernels."""
+    from deeppose_lab import number_format
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda: True)
+    monkeypatch.setattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", lambda: False)
+    number_format.measured_choice.cache_clear()
+    try:
+        row = bench.data_beside_step(get_profile("smoke", number_format="auto"), 4, 1, None, 8)
+    finally:
+        number_format.measured_choice.cache_clear()
+    assert row["bf16"] is False

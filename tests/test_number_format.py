@@ -60,6 +60,21 @@ def test_a_cpu_without_bf16_kernels_takes_fp32_without_timing(timed, monkeypatch
     assert number_format.chosen_format(get_profile("classroom")) == "fp32" and calls == []
 
 
+def test_a_cpu_question_on_a_gpu_host_is_answered_by_the_cpu(timed, monkeypatch):
+    """make bench times CPU steps: a GPU with bf16 must not make it time them in bf16 on a CPU without kernels."""
+    seconds, calls = timed
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda: True)
+    profile = get_profile("classroom")
+    assert number_format.use_bf16(profile) is True and calls == []  # training on the GPU: its bf16, untimed
+    monkeypatch.setattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", lambda: False)
+    assert number_format.use_bf16(profile, cpu=True) is False and calls == []
+    monkeypatch.setattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", lambda: True)
+    number_format.measured_choice.cache_clear()
+    seconds.update(fp32=0.1, bf16=0.3)
+    assert number_format.use_bf16(profile, cpu=True) is False and len(calls) == 1  # timed on the CPU
+
+
 def test_timing_a_step_leaves_the_runs_random_numbers_alone():
     recipe = get_profile("smoke").stage1
     torch.manual_seed(5)
