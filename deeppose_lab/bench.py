@@ -34,6 +34,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from .cascade import Cascade
 from .crops import PersonCrops, batches, usable_cores
 from .datasets import Concat, ImageFiles, PoseDataset, load_lsp, lsp_available
+from .distributed import default_device
 from .geometry import image_box, spare_channel_base
 from .limits import Limit, LimitProbe, flops_per_cycle, limit_probe, share_text
 from .model import DeepPoseNet
@@ -261,17 +262,20 @@ class StudentCrops(torch.utils.data.Dataset):
 
 def student_epoch(profile: Profile, data: ImageFiles) -> Callable[[], None]:
     """One stage-1 epoch as the talk writes it: ``StudentCrops`` through a ``DataLoader`` with a worker per core,
-    the same network in fp32, eager, default memory format, with torch's default (per-tensor) AdamW."""
+    the same network in fp32, eager, default memory format, with torch's default (per-tensor) AdamW; on the device
+    the package's epoch trains on (``default_device``), so that a GPU host compares GPU with GPU."""
     recipe = profile.stage1
 
     def epoch() -> None:
         torch.manual_seed(0)
-        model = recipe.build_model().train()
+        device = default_device()
+        model = recipe.build_model().train().to(device)
         optimizer = torch.optim.AdamW(model.parameters(), lr=recipe.lr, weight_decay=recipe.weight_decay)
         crops = StudentCrops(data.paths, data.joints, data.visible, recipe.input_size, profile.box_margin)
         loader = torch.utils.data.DataLoader(crops, batch_size=recipe.batch_size, shuffle=True,
                                              num_workers=usable_cores())
         for x, y, w in loader:
+            x, y, w = x.to(device), y.to(device), w.to(device)
             loss = pose_loss(model(x), y, w, recipe.loss)
             optimizer.zero_grad()
             loss.backward()
@@ -361,7 +365,8 @@ def widget_redraws(profile: Profile, data: PoseDataset, moves: int = 8) -> dict:
     ``profile``'s sizes, on ``data`` with an untrained cascade's poses (the same work as a trained one's)."""
     from . import widgets  # ipywidgets: only the notebooks and this figure need it
 
-    cascade = cascade_for(profile, profile.stage1.build_model().eval(),
+    on_cpu = profile.replace(number_format=format_of_bf16_flag(use_bf16(profile, cpu=True)))  # the nets stay here
+    cascade = cascade_for(on_cpu, profile.stage1.build_model().eval(),
                           [profile.refiner.build_model().eval() for _ in range(profile.stages - 1)])
     shown = data.subset(range(min(len(data), 2 * moves)))
     poses = cascade.predict(shown)
@@ -501,7 +506,8 @@ def run_all(quick: bool, run_dir: Path) -> dict:
 
 
 def number_format_choice(profile: Profile) -> dict:
-    """What ``number_format = "auto"`` takes here for ``profile``, and the step times it chose by."""
+    """What ``number_format = "auto"`` takes on this CPU for ``profile``, and the step times it chose by (on a
+    GPU host, training's ``auto`` asks the GPU instead)."""
     chosen, seconds = auto_choice(profile, cpu=True)
     return {"profile": profile.name, "batch": profile.stage1.batch_size, "chosen": chosen,
             "step_ms": {fmt: 1000 * s for fmt, s in seconds.items()}}
@@ -533,7 +539,8 @@ def table(r: dict) -> str:
         lines.insert(1, "bf16 not timed: oneDNN has no bf16 kernels on this CPU (it needs AVX-512 at least), so the "
                         "package trains and infers in fp32 here")
     nf = r["number_format"]
-    lines.append(f"number_format=auto takes {nf['chosen']} for the {nf['profile']} step (batch {nf['batch']}): "
+    lines.append(f"number_format=auto takes {nf['chosen']} on this CPU for the {nf['profile']} step "
+                 f"(batch {nf['batch']}): "
                  + (", ".join(f"{fmt} {ms:.0f} ms" for fmt, ms in nf["step_ms"].items()) or "not timed"))
     for s in r["train_steps"]:
         mode = "+".join(m for m, on in (("bf16", s["bf16"]), ("channels_last", s["channels_last"])) if on) or "fp32"
@@ -583,7 +590,7 @@ STEP_PARTS = {"convolution forward": CONV_FORWARD, "convolution backward": CONV_
 
 def step_account(profile: Profile, batch: int, steps: int = 10, scale: int = 1) -> str:
     """Where a channels_last training step's time goes (``torch.profiler``), by part, and each convolution's rate:
-    the account behind the step's share of its limit (``--profile-step``). In the number format ``profile`` runs in
+    the account behind the step's share of its limit (``--profile-step``). In the number format ``profile`` takes
     on this CPU (``use_bf16``): bf16 where it is the faster, fp32 on a CPU without bf16 kernels."""
     from torch.profiler import ProfilerActivity
     from torch.profiler import profile as profiler

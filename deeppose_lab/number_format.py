@@ -28,7 +28,7 @@ BF16_MARGIN = 1.1  # bf16 must train this much faster: near a tie, fp32's extra 
 
 
 def use_bf16(profile: Profile, cpu: bool = False) -> bool:
-    """Whether ``profile`` trains and infers in bf16; ``"auto"`` measures (once per network and machine).
+    """Whether ``profile`` trains and infers in bf16; ``"auto"`` measures (once per network, machine and device).
 
     ``cpu=True`` asks about this machine's CPU even where a GPU is present (``make bench`` times CPU steps: the
     GPU's bf16 support says nothing about the CPU's kernels)."""
@@ -38,7 +38,8 @@ def use_bf16(profile: Profile, cpu: bool = False) -> bool:
 
 
 def chosen_format(profile: Profile, cpu: bool = False) -> str:
-    """``"bf16"`` or ``"fp32"``: what ``"auto"`` takes for this profile's stage-1 network on this machine."""
+    """``"bf16"`` or ``"fp32"``: what ``"auto"`` takes for this profile's stage-1 network on this machine; on the
+    GPU where there is one, unless ``cpu``."""
     return auto_choice(profile, cpu)[0]
 
 

@@ -193,9 +193,26 @@ def test_the_bench_times_the_cpu_step_in_the_cpus_format_on_a_gpu_host(monkeypat
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda: True)
     monkeypatch.setattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", lambda: False)
+    cascades = []
+    real = bench.cascade_for
+    monkeypatch.setattr(bench, "cascade_for", lambda *a, **k: cascades.append(real(*a, **k)) or cascades[-1])
+    auto = get_profile("smoke", number_format="auto")
     number_format.measured_choice.cache_clear()
     try:
-        row = bench.data_beside_step(get_profile("smoke", number_format="auto"), 4, 1, None, 8)
+        row = bench.data_beside_step(auto, 4, 1, None, 8)
+        choice = bench.number_format_choice(auto)
+        bench.widget_redraws(auto, SyntheticPoses(2, seed=0), moves=1)
     finally:
         number_format.measured_choice.cache_clear()
-    assert row["bf16"] is False
+    assert row["bf16"] is False and choice["chosen"] == "fp32"
+    assert [c.bf16 for c in cascades] == [False]  # the widgets' networks run on the CPU, in its format
+
+
+def test_the_talks_epoch_trains_on_the_device_the_package_trains_on(monkeypatch, tmp_path):
+    """On a GPU host the peer comparison must not set the package's GPU epoch against a CPU one."""
+    devices = []
+    real_to = torch.nn.Module.to
+    monkeypatch.setattr(bench, "default_device", lambda: torch.device("meta"))  # shapes only: a stand-in GPU
+    monkeypatch.setattr(torch.nn.Module, "to", lambda self, *a, **k: devices.append(a[0]) or real_to(self, *a, **k))
+    bench.student_epoch(get_profile("smoke"), bench.peer_images(4, tmp_path))()
+    assert devices == [torch.device("meta")]
