@@ -170,7 +170,7 @@ def test_each_stage_has_one_recipe_and_one_builder():
 def test_flat_names_keep_their_old_meaning():
     """``--set lr`` was stage 1's, ``refine_lr`` the refiners', and a field both used set both: still so."""
     p = get_profile("classroom", lr="0.002", refine_lr="0.0001", refine_epochs="3", dropout="0.3", batch_size="32")
-    assert (p.stage1.lr, p.refiner.lr, p.stage1.epochs, p.refiner.epochs) == (0.002, 0.0001, 20, 3)  # refine_epochs
+    assert (p.stage1.lr, p.refiner.lr, p.stage1.epochs, p.refiner.epochs) == (0.002, 0.0001, 14, 3)  # refine_epochs
     assert p.stage1.dropout == p.refiner.dropout == 0.3 and p.stage1.batch_size == p.refiner.batch_size == 32
 
 
@@ -179,7 +179,7 @@ def test_a_flat_run_file_from_before_recipes_loads_as_the_same_profile():
            "optimizer": "adam", "loss": "l1", "lr": 0.001, "weight_decay": 0.05, "schedule": "cosine",
            "batch_size": 64, "epochs": 20, "refine_input_size": 112, "refine_width": 0.5, "refine_epochs": 2,
            "refine_lr": 0.0003, "stages": 3}
-    then = get_profile("classroom", refine_epochs="2", stages="3", dropout="0.2", refine_others="0",
+    then = get_profile("classroom", epochs="20", refine_epochs="2", stages="3", dropout="0.2", refine_others="0",
                        view_scale="0", view_shift="0")  # the recipe then
     assert Profile.from_dict(old) == then
     with pytest.raises(ValueError, match=r"refiner.lr must be a float"):
