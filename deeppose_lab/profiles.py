@@ -26,7 +26,7 @@ its numbers are in ``docs/accuracy.md`` (accuracy) and ``docs/performance.md`` (
   and LSP's 800 training images sixteen times an epoch beside LSP-extended's 10 000: LSP's labels are cleaner and
   its poses are the test set's kind, LSP-extended's lean to parkour and gymnastics (dev split: four times gained
   +0.07 strict over once on stage 1, trial E; eight +0.025 over four at stage 2, trial T; sixteen for 14 epochs,
-  the same crops as eight for 20, +0.013 and +0.029 strict at stage 3 on two seeds, trial AJ).
+  the same crops as eight for 20, +0.028 and +0.013 strict at stage 3 on two seeds, trial AJ).
 - AdamW with a one-epoch warm-up and a cosine decay: AdaGrad from scratch was seen at the mean pose for many
   epochs in an early run on LSP alone. (The paper network with AdaGrad leaves it in its eighth epoch, steps 351–400,
   and ends 600 steps where AdamW ends: ``study --paper-check``; not compared on the classroom network.)
@@ -244,12 +244,13 @@ class Profile:
         """A profile from ``to_dict`` / JSON (a run's run.json), checked like a command-line override.
 
         A flat profile from before per-stage recipes (``input_size``, ``refine_lr``, …) loads with its old meaning,
-        one from before ``refine_others`` with 0 (its refiners learned from the box's own joint alone), and one
-        from before ``view_scale`` / ``view_shift`` with 0: it evaluates through its one box, as it did.
+        one from before ``refine_others`` with 0 (its refiners learned from the box's own joint alone), one from
+        before ``lsp_repeats`` with 1 (each LSP image once an epoch), and one from before ``view_scale`` /
+        ``view_shift`` with 0: it evaluates through its one box, as it did.
         """
         if not isinstance(d, dict):
             raise ConfigError(f"a profile must be a mapping of fields, got {type(d).__name__}")
-        d = {"refine_others": 0.0, "view_scale": 0.0, "view_shift": 0.0, **d}
+        d = {"refine_others": 0.0, "lsp_repeats": 1, "view_scale": 0.0, "view_shift": 0.0, **d}
         d = legacy_number_format(nest_legacy_fields(d))
         # Only a dict (from to_dict / JSON) is converted: a missing key keeps the profile's default augmentation
         # and an Augmentation instance is kept as it is; None means no augmentation.

@@ -180,12 +180,20 @@ def test_a_flat_run_file_from_before_recipes_loads_as_the_same_profile():
            "batch_size": 64, "epochs": 20, "refine_input_size": 112, "refine_width": 0.5, "refine_epochs": 2,
            "refine_lr": 0.0003, "stages": 3}
     then = get_profile("classroom", epochs="20", refine_epochs="2", stages="3", dropout="0.2", refine_others="0",
-                       view_scale="0", view_shift="0")  # the recipe then
+                       lsp_repeats="1", view_scale="0", view_shift="0")  # the recipe then
     assert Profile.from_dict(old) == then
     with pytest.raises(ValueError, match=r"refiner.lr must be a float"):
         Profile.from_dict({**old, "refine_lr": "fast"})
     with pytest.raises(ValueError, match=r"unknown profile fields \['stage1.speed'\]"):
         Profile.from_dict({"stage1": {"speed": 1}})
+
+
+def test_a_run_from_before_lsp_repeats_resumes_with_each_image_once():
+    """Its run.json has no ``lsp_repeats``: it trained every LSP image once an epoch, not the classroom's 16."""
+    old = get_profile("classroom").to_dict()
+    del old["lsp_repeats"]
+    assert Profile.from_dict(old).lsp_repeats == 1
+    assert Profile.from_dict(get_profile("classroom").to_dict()).lsp_repeats == 16
 
 
 def test_a_run_from_before_box_views_keeps_its_one_box_and_a_new_one_gets_the_views():

@@ -85,7 +85,7 @@ def test_auto_on_data_the_run_never_saw_scores_each_training_image_once(run: Pat
 
     folder = own_folder(tmp_path / "mine", 10)
     meta = pipeline.read_run(run)
-    meta["profile"]["lsp_repeats"] = 4  # as the classroom profile trains LSP
+    meta["profile"]["lsp_repeats"] = 4  # a run that trained LSP several times an epoch, as the classroom does
     (run / "run.json").write_text(__import__("json").dumps(meta))
     repeats = []
     real = pipeline.load_data
