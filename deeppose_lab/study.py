@@ -162,19 +162,37 @@ def print_and_keep(row: dict, path: Path = TRIALS) -> None:
         fh.write(json.dumps(row) + "\n")
 
 
+USAGE = ("usage: python -m deeppose_lab.study NAME STAGES [field=value ...] | --table | --score RUN NAME "
+         "[view field=value ...] | --paper-check [images=N epochs=N batch_size=N field=value ...]")
+
+
+def fields_of(args: list[str]) -> dict[str, str]:
+    """``field=value`` arguments as a dict; one without ``=`` is refused by name rather than by a traceback."""
+    for arg in args:
+        if "=" not in arg:
+            raise SystemExit(f"study: {arg!r} is not field=value\n{USAGE}")
+    return dict(arg.split("=", 1) for arg in args)
+
+
 def main(argv: list[str]) -> None:
-    if argv == ["--table"]:
+    if argv[:1] in (["-h"], ["--help"]):
+        print(__doc__ + "\n" + USAGE)
+    elif argv == ["--table"]:
         print(table())
-    elif argv and argv[0] == "--score":
-        print_and_keep(score_run(Path(argv[1]), argv[2], dict(f.split("=", 1) for f in argv[3:])))
-    elif argv and argv[0] == "--paper-check":
-        fields = dict(f.split("=", 1) for f in argv[1:])
+    elif argv[:1] == ["--score"]:
+        if len(argv) < 3:
+            raise SystemExit(f"study: --score RUN NAME needs a run directory and a trial name\n{USAGE}")
+        print_and_keep(score_run(Path(argv[1]), argv[2], fields_of(argv[3:])))
+    elif argv[:1] == ["--paper-check"]:
+        fields = fields_of(argv[1:])
         sizes = {k: int(fields.pop(k)) for k in ("images", "epochs", "batch_size") if k in fields}
         print_and_keep(paper_check(**sizes, overrides=fields), TRIALS.with_name("paper_check.jsonl"))
+    elif len(argv) < 2:
+        raise SystemExit(f"study: a trial needs NAME STAGES\n{USAGE}")
+    elif not argv[1].isdigit():
+        raise SystemExit(f"study: STAGES must be a number of stages, got {argv[1]!r}\n{USAGE}")
     else:
-        name, stages, *fields = argv
-        print_and_keep(trial(name, int(stages), dict(f.split("=", 1) for f in fields)))
-
+        print_and_keep(trial(argv[0], int(argv[1]), fields_of(argv[2:])))
 
 if __name__ == "__main__":
     main(sys.argv[1:])

@@ -217,3 +217,15 @@ def test_the_mean_pose_line_is_the_best_constant_prediction_under_l2():
         moved = mean.clone()
         moved[joint, axis] += 0.05
         assert study.constant_loss(moved, crops, "l2") > line
+
+
+def test_the_study_command_line_shows_its_usage_instead_of_a_traceback(capsys):
+    from deeppose_lab import study
+
+    study.main(["--help"])
+    assert "python -m deeppose_lab.study NAME STAGES" in capsys.readouterr().out
+    for argv, named in [([], "NAME STAGES"), (["AK"], "NAME STAGES"), (["AK", "three"], "'three'"),
+                        (["AK", "3", "epochs"], "'epochs'"), (["--score", "runs/demo"], "--score RUN NAME")]:
+        with pytest.raises(SystemExit) as stop:
+            study.main(argv)
+        assert named in str(stop.value) and "usage" in str(stop.value), argv
