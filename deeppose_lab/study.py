@@ -163,7 +163,8 @@ def print_and_keep(row: dict, path: Path = TRIALS) -> None:
 
 
 USAGE = ("usage: python -m deeppose_lab.study NAME STAGES [field=value ...] | --table | --score RUN NAME "
-         "[view field=value ...] | --paper-check [images=N epochs=N batch_size=N field=value ...]")
+         "[view_scale=X view_shift=X refine_view_scale=X refine_view_shift=X] "
+         "| --paper-check [images=N epochs=N batch_size=N field=value ...]")
 
 
 def fields_of(args: list[str]) -> dict[str, str]:
@@ -174,9 +175,16 @@ def fields_of(args: list[str]) -> dict[str, str]:
     return dict(arg.split("=", 1) for arg in args)
 
 
+def whole_number(field: str, value: str) -> int:
+    """``value`` as an int, or a usage message that names ``field``."""
+    if not value.isdecimal():
+        raise SystemExit(f"study: {field} must be a whole number, got {value!r}\n{USAGE}")
+    return int(value)
+
+
 def main(argv: list[str]) -> None:
     if argv[:1] in (["-h"], ["--help"]):
-        print(__doc__ + "\n" + USAGE)
+        print((__doc__ or "") + "\n" + USAGE)
     elif argv == ["--table"]:
         print(table())
     elif argv[:1] == ["--score"]:
@@ -185,14 +193,17 @@ def main(argv: list[str]) -> None:
         print_and_keep(score_run(Path(argv[1]), argv[2], fields_of(argv[3:])))
     elif argv[:1] == ["--paper-check"]:
         fields = fields_of(argv[1:])
-        sizes = {k: int(fields.pop(k)) for k in ("images", "epochs", "batch_size") if k in fields}
+        sizes = {k: whole_number(k, fields.pop(k)) for k in ("images", "epochs", "batch_size") if k in fields}
         print_and_keep(paper_check(**sizes, overrides=fields), TRIALS.with_name("paper_check.jsonl"))
     elif len(argv) < 2:
         raise SystemExit(f"study: a trial needs NAME STAGES\n{USAGE}")
-    elif not argv[1].isdigit():
+    elif argv[0].startswith("-"):
+        raise SystemExit(f"study: unknown option {argv[0]!r} (a trial's NAME may not start with -)\n{USAGE}")
+    elif not argv[1].isdecimal():
         raise SystemExit(f"study: STAGES must be a number of stages, got {argv[1]!r}\n{USAGE}")
     else:
         print_and_keep(trial(argv[0], int(argv[1]), fields_of(argv[2:])))
+
 
 if __name__ == "__main__":
     main(sys.argv[1:])

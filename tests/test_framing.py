@@ -225,7 +225,9 @@ def test_the_study_command_line_shows_its_usage_instead_of_a_traceback(capsys):
     study.main(["--help"])
     assert "python -m deeppose_lab.study NAME STAGES" in capsys.readouterr().out
     for argv, named in [([], "NAME STAGES"), (["AK"], "NAME STAGES"), (["AK", "three"], "'three'"),
-                        (["AK", "3", "epochs"], "'epochs'"), (["--score", "runs/demo"], "--score RUN NAME")]:
+                        (["AK", "3", "epochs"], "'epochs'"), (["--score", "runs/demo"], "--score RUN NAME"),
+                        (["--tabel", "3"], "'--tabel'"), (["AK", "\u00b2"], "STAGES"),
+                        (["--paper-check", "images=abc"], "images")]:
         with pytest.raises(SystemExit) as stop:
             study.main(argv)
         assert named in str(stop.value) and "usage" in str(stop.value), argv
