@@ -34,12 +34,13 @@ INTERRUPTED = {
 }
 
 
-def parse_sets(pairs: Sequence[str]) -> dict[str, str]:
+def parse_sets(pairs: Sequence[str], option: str = "--set") -> dict[str, str]:
+    """``FIELD=VALUE`` pairs (``option`` names where they came from in the error) as profile overrides."""
     out = {}
     for pair in pairs:
         key, sep, value = pair.partition("=")
         if not sep or not key:
-            raise ConfigError(f"--set expects FIELD=VALUE, got {pair!r}")
+            raise ConfigError(f"{option} expects FIELD=VALUE, got {pair!r}")
         out[key.strip().replace("-", "_")] = value.strip()
     return out
 

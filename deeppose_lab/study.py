@@ -22,6 +22,7 @@ import torch
 from . import pipeline, rundir
 from .cascade import Cascade
 from .crops import CropSource
+from .errors import ConfigError
 from .profiles import VIEW_FIELDS, Profile, get_profile
 from .report import evaluate_predictions
 from .skeleton import joint_index
@@ -168,11 +169,14 @@ USAGE = ("usage: python -m deeppose_lab.study NAME STAGES [field=value ...] | --
 
 
 def fields_of(args: list[str]) -> dict[str, str]:
-    """``field=value`` arguments as a dict; one without ``=`` is refused by name rather than by a traceback."""
-    for arg in args:
-        if "=" not in arg:
-            raise SystemExit(f"study: {arg!r} is not field=value\n{USAGE}")
-    return dict(arg.split("=", 1) for arg in args)
+    """``field=value`` arguments read as the command line's ``--set`` reads them; one without ``=`` is refused by
+    name with the usage rather than by a traceback."""
+    from .cli import parse_sets
+
+    try:
+        return parse_sets(args, option="study")
+    except ConfigError as err:
+        raise SystemExit(f"{err}\n{USAGE}") from None
 
 
 def whole_number(field: str, value: str) -> int:
