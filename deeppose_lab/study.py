@@ -203,10 +203,8 @@ def main(argv: list[str]) -> None:
         raise SystemExit(f"study: a trial needs NAME STAGES\n{USAGE}")
     elif argv[0].startswith("-"):
         raise SystemExit(f"study: unknown option {argv[0]!r} (a trial's NAME may not start with -)\n{USAGE}")
-    elif not argv[1].isdecimal():
-        raise SystemExit(f"study: STAGES must be a number of stages, got {argv[1]!r}\n{USAGE}")
     else:
-        print_and_keep(trial(argv[0], int(argv[1]), fields_of(argv[2:])))
+        print_and_keep(trial(argv[0], whole_number("STAGES", argv[1]), fields_of(argv[2:])))
 
 
 if __name__ == "__main__":
