@@ -54,9 +54,9 @@ its numbers are in ``docs/accuracy.md`` (accuracy) and ``docs/performance.md`` (
   lower arms 0.112 against 0.073, wrists' ``PDJ@0.2`` 0.195 against 0.135.
 - the refiner sees 112 px crops of the σ·diam box (a finer view than stage 1's whole image), starts from
   stage 1's weights (``refine_init``), and learns from 2 000 of the training images (``refine_images``), two
-  simulated boxes per joint each (``boxes_per_joint``): every refiner crops 14 boxes an image and box, so one box
-  on each of all 13 200 images would already cost an epoch as much as 14 of stage 1's. Against 4 000 images with
-  one box each (the same crops), on the dev split (trial R): stage 2 0.374 strict against 0.369, loose 0.479
+  simulated boxes per joint each (``boxes_per_joint``): every refiner crops 14 boxes an image, so one box per
+  joint on every image of stage 1's epoch would make a refiner's epoch cost 14 of stage 1's. Against 4 000 images
+  with one box each (the same crops), on the dev split (trial R): stage 2 0.374 strict against 0.369, loose 0.479
   against 0.473, wrists' ``PDJ@0.2`` 0.203 against 0.185, ``PDJ@0.1`` 0.178 against 0.186.
 - the refiner's loss counts, beside the joint its box was drawn for, every other visible joint the crop shows at
   weight 0.3 (``refine_others``; the paper: that joint alone). The same crops, more of their labels: on the dev
