@@ -21,6 +21,7 @@ import torch
 
 from . import pipeline, rundir
 from .cascade import Cascade
+from .cli import parse_sets
 from .crops import CropSource
 from .errors import ConfigError
 from .profiles import VIEW_FIELDS, Profile, get_profile
@@ -171,8 +172,6 @@ USAGE = ("usage: python -m deeppose_lab.study NAME STAGES [field=value ...] | --
 def fields_of(args: list[str]) -> dict[str, str]:
     """``field=value`` arguments read as the command line's ``--set`` reads them; one without ``=`` is refused by
     name with the usage rather than by a traceback."""
-    from .cli import parse_sets
-
     try:
         return parse_sets(args, option="study")
     except ConfigError as err:
