@@ -1,7 +1,8 @@
-"""Profiles: the three presets, $DEEPPOSE_PROFILE, command-line overrides and validation."""
+"""Profiles: the four presets, $DEEPPOSE_PROFILE, command-line overrides and validation."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import pytest
@@ -10,7 +11,7 @@ from deeppose_lab.geometry import Augmentation
 from deeppose_lab.profiles import PROFILES, VIEW_FIELDS, Profile, apply_overrides, get_profile, validate, without_views
 
 
-@pytest.mark.parametrize("name", ["smoke", "classroom", "paper"])
+@pytest.mark.parametrize("name", ["smoke", "classroom", "lesson", "paper"])
 def test_presets_exist_and_are_valid(name):
     p = get_profile(name)
     assert p.name == name and p == PROFILES[name]
@@ -22,6 +23,14 @@ def test_paper_profile_is_the_papers_recipe():
     assert (p.stage1.input_size, p.stage1.width, p.stage1.optimizer, p.stage1.lr, p.sigma, p.stages,
             p.boxes_per_joint) == (220, 1.0, "adagrad", 5e-4, 2.0, 3, 40)
     assert p.refiner == p.stage1.__class__(**{**p.stage1.__dict__, "epochs": 20})  # the same recipe, fewer epochs
+
+
+def test_lesson_is_the_classroom_recipe_with_less_training():
+    lesson, classroom = get_profile("lesson"), get_profile("classroom")
+    fewer = {"stage1": dataclasses.replace(classroom.stage1, epochs=6),
+             "refiner": dataclasses.replace(classroom.refiner, epochs=2), "stages": 2}
+    assert lesson == classroom.replace(name="lesson", **fewer)
+    assert lesson.stage1.epochs < classroom.stage1.epochs and lesson.stages < classroom.stages
 
 
 def test_smoke_is_smaller_than_classroom():
