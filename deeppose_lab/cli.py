@@ -140,7 +140,8 @@ def cmd_profiles(args: argparse.Namespace) -> None:
 
 
 def add_profile_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--profile", default=None, help="smoke, classroom, lesson or paper (default $DEEPPOSE_PROFILE or classroom)")
+    p.add_argument("--profile", default=None,
+                   help="smoke, classroom, lesson or paper (default $DEEPPOSE_PROFILE or classroom)")
     p.add_argument("--set", action="append", metavar="FIELD=VALUE", help="override one profile field (repeatable)")
     p.add_argument("--epochs", type=int, default=None, help="shortcut for --set epochs=N (stage 1)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
