@@ -359,7 +359,8 @@ PROFILES: dict[str, Profile] = {
     "classroom": Profile(),
     # the classroom's network and recipe, cut to fit a lesson on a 2-core CPU without fast bf16 (trial AO): stage 1
     # for 6 epochs instead of 14, one refiner of 2 epochs instead of two of 4
-    "lesson": Profile(name="lesson", stage1=StageRecipe(epochs=6), refiner=StageRecipe(epochs=2, lr=3e-4), stages=2),
+    "lesson": Profile().replace(name="lesson", stage1=dataclasses.replace(Profile().stage1, epochs=6),
+                                refiner=dataclasses.replace(Profile().refiner, epochs=2), stages=2),
     "paper": Profile(
         name="paper", stage1=StageRecipe(**PAPER_NET, epochs=100), refiner=StageRecipe(**PAPER_NET, epochs=20),
         train_box="auto", box_margin=0.16, flip_test=False,
