@@ -28,9 +28,9 @@ def test_paper_profile_is_the_papers_recipe():
 def test_lesson_is_the_classroom_recipe_with_less_training():
     lesson, classroom = get_profile("lesson"), get_profile("classroom")
     fewer = {"stage1": dataclasses.replace(classroom.stage1, epochs=6),
-             "refiner": dataclasses.replace(classroom.refiner, epochs=2), "stages": 2}
+             "refiner": dataclasses.replace(classroom.refiner, epochs=1)}
     assert lesson == classroom.replace(name="lesson", **fewer)
-    assert lesson.stage1.epochs < classroom.stage1.epochs and lesson.stages < classroom.stages
+    assert lesson.stage1.epochs < classroom.stage1.epochs and lesson.refiner.epochs < classroom.refiner.epochs
 
 
 def test_smoke_is_smaller_than_classroom():
