@@ -375,7 +375,12 @@ def _fetch(url: str, dest: BinaryIO, limits: Limits, progress: bool) -> str:
     digest = hashlib.sha256()
     end = time.monotonic() + limits.deadline
     received = 0
-    with urllib.request.urlopen(request, timeout=min(limits.stall, limits.deadline)) as response:
+    try:
+        opened = urllib.request.urlopen(request, timeout=min(limits.stall, limits.deadline))
+    except TimeoutError:  # connected, but no response line and headers within the stall timeout
+        raise DownloadError(f"{url}: no response for {limits.stall:g} s (stall timeout; --stall-timeout SECONDS to "
+                            "wait longer)") from None
+    with opened as response:
         length = response.headers.get("Content-Length")
         total = int(length) if length and length.isdigit() else None
         of_total = f" of {total}" if total is not None else ""
