@@ -349,6 +349,7 @@ def without_views(p: Profile) -> Profile:
 SMOKE_NET = {"input_size": 64, "width": 0.125, "dropout": 0.0, "batch_size": 16}
 PAPER_NET = {"input_size": 220, "width": 1.0, "dropout": 0.6, "lrn": True, "optimizer": "adagrad", "lr": 5e-4,
              "weight_decay": 0.0, "schedule": "constant", "batch_size": 128, "loss": "l2"}
+CLASSROOM = Profile()
 PROFILES: dict[str, Profile] = {
     "smoke": Profile(
         name="smoke", stage1=StageRecipe(**SMOKE_NET, epochs=2), refiner=StageRecipe(**SMOKE_NET, epochs=1, lr=3e-4),
@@ -356,12 +357,12 @@ PROFILES: dict[str, Profile] = {
         val_every=1, val_images=16, stages=2, boxes_per_joint=1,
         number_format="fp32", lsp_repeats=4, synthetic_train=64, synthetic_test=16,
     ),
-    "classroom": Profile(),
+    "classroom": CLASSROOM,
     # the classroom's network and recipe, cut to fit a lesson on a 2-core CPU without fast bf16: stage 1 for 6 epochs
     # instead of 14, its two refiners for 1 epoch instead of 4 (trial AP; one refiner of 2 epochs, trial AO, had the
     # same training time and strict PCP, wrists' PDJ@0.2 0.207 against 0.265 on the dev split)
-    "lesson": Profile().replace(name="lesson", stage1=dataclasses.replace(Profile().stage1, epochs=6),
-                                refiner=dataclasses.replace(Profile().refiner, epochs=1)),
+    "lesson": CLASSROOM.replace(name="lesson", stage1=dataclasses.replace(CLASSROOM.stage1, epochs=6),
+                                refiner=dataclasses.replace(CLASSROOM.refiner, epochs=1)),
     "paper": Profile(
         name="paper", stage1=StageRecipe(**PAPER_NET, epochs=100), refiner=StageRecipe(**PAPER_NET, epochs=20),
         train_box="auto", box_margin=0.16, flip_test=False,
