@@ -21,6 +21,7 @@ from deeppose_lab import train as train_mod
 from deeppose_lab.cascade import (
     Cascade,
     DisplacementStats,
+    FrozenGraph,
     RefineCrops,
     diam_floors,
     displacement_stats,
@@ -564,3 +565,39 @@ def test_a_compiled_cascade_predicts_what_the_eager_one_does():
     np.testing.assert_allclose(compiled.predict(data), eager.predict(data), atol=1e-3)  # pixels
     np.testing.assert_allclose(compiled.predict(data.subset(range(1))), eager.predict(data.subset(range(1))),
                                atol=1e-3)  # another batch size: the same graph, no recompiling per image count
+
+
+@pytest.mark.skipif(not any(shutil.which(cc) for cc in ("cc", "gcc", "clang")),
+                    reason="torch.compile's CPU back end needs a C compiler")
+@pytest.mark.parametrize("bf16", [False, True])
+def test_a_compiled_cascade_follows_new_weights_and_keeps_two_alike_networks_apart(bf16):
+    """Compiling freezes the weights into the graph (``Cascade.runnable``): a network given new weights must be
+    compiled again, and two networks of one shape (stage 2 and 3) must not share one frozen graph."""
+    images = noise_images()
+    data = ArrayPoses(images, poses_in(images))
+    torch.manual_seed(0)
+    nets = [DeepPoseNet(input_size=SIZE, width=0.125, dropout=0.5).eval() for _ in range(3)]
+    compiled = Cascade(nets[0], SIZE, nets[1:], SIZE, sigma=2.0, bf16=bf16, compile=True)
+    eager = Cascade(nets[0], SIZE, nets[1:], SIZE, sigma=2.0, bf16=bf16)
+    pixels = 0.1 if bf16 else 1e-3  # a compiled bf16 graph rounds in other places than eager bf16
+    np.testing.assert_allclose(compiled.predict(data), eager.predict(data), atol=pixels)
+    before = compiled.predict(data)
+    nets[2].load_state_dict(DeepPoseNet(input_size=SIZE, width=0.125, dropout=0.5).state_dict())  # same object
+    after = compiled.predict(data)
+    np.testing.assert_allclose(after, eager.predict(data), atol=pixels)
+    assert not np.allclose(before[2], after[2]) and np.allclose(before[:2], after[:2])
+
+
+@pytest.mark.skipif(not any(shutil.which(cc) for cc in ("cc", "gcc", "clang")),
+                    reason="torch.compile's CPU back end needs a C compiler")
+def test_a_frozen_graph_holds_its_weights_as_constants():
+    """What makes the compiled cascade faster: the weights frozen into the graph, not read from the module (a
+    ``torch.compile`` option that is silently ignored would leave them live, and this test would fail)."""
+    torch.manual_seed(0)
+    frozen = FrozenGraph(DeepPoseNet(input_size=SIZE, width=0.125, dropout=0.5).eval())
+    x = torch.rand(3, 3, SIZE, SIZE)
+    with torch.no_grad():
+        first = frozen(x)
+        for p in frozen.parameters():
+            p.data.zero_()  # behind the graph's back
+        assert torch.equal(frozen(x), first)
