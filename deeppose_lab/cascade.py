@@ -278,9 +278,9 @@ class Cascade:
         ``torch.compile`` fuses what runs between the convolutions (LRN above all, a dozen passes over memory in
         eager mode) into single loops, after seconds of compiling on the first call; it needs a C compiler. It
         compiles with inductor's ``freezing``: the weights become constants of the graph, so oneDNN packs them once
-        and runs each ReLU inside the convolution before it (the classroom cascade in bf16 on a Xeon with AMX: 16.0
-        against 22.0 ms an image without it; docs/performance.md). So a compiled network is a copy too, compiled
-        again when its weights change.
+        and runs each ReLU inside the convolution before it (the classroom cascade in bf16 on a Xeon with AMX:
+        16.9 ms an image, against 21.4-22.4 compiled without it and 23.5 eager; docs/performance.md). So a compiled
+        network is a copy too, compiled again when its weights change.
         A copy is remade when ``net``'s parameters change: new values through the tensors (``load_state_dict``, an
         optimiser step: their version counters) or new storage (``.to(device)``). Writing through ``param.data``
         bypasses both and is not seen. An fp32 net that is not compiled is run itself, so it needs no key.
