@@ -241,7 +241,9 @@ class FrozenGraph(nn.Module):
     """``net`` compiled by ``torch.compile`` with inductor's ``freezing`` on (``Cascade.runnable`` says why): one
     graph for every batch size, ``net``'s weights constants of it. ``torch.compile``'s ``options={"freezing": True}``
     was not seen to take effect (torch 2.13: neither the time nor the speed changed), so the setting is patched
-    around every call, which is where compiling (and any recompiling) happens."""
+    around every call, which is where compiling (and any recompiling) happens. Each frozen network is its own entry
+    in dynamo's cache, which holds ``torch._dynamo.config.recompile_limit`` (8) of them for the network's code: in a
+    process that compiles more, the later ones run eager (torch warns), as fast as without ``compile``."""
 
     def __init__(self, net: nn.Module) -> None:
         super().__init__()

@@ -551,9 +551,18 @@ def test_bf16_copies_follow_new_weights_and_leave_the_network_alone():
     assert not np.allclose(before, after)
 
 
+@pytest.fixture
+def fresh_dynamo():
+    """Dynamo compiles a function's code at most ``recompile_limit`` (8) times, then runs it eager: a frozen graph
+    is one entry per network, so each compiling test starts from an empty cache."""
+    torch._dynamo.reset()
+    yield
+    torch._dynamo.reset()
+
+
 @pytest.mark.skipif(not any(shutil.which(cc) for cc in ("cc", "gcc", "clang")),
                     reason="torch.compile's CPU back end needs a C compiler")
-def test_a_compiled_cascade_predicts_what_the_eager_one_does():
+def test_a_compiled_cascade_predicts_what_the_eager_one_does(fresh_dynamo):
     images = noise_images()
     data = ArrayPoses(images, poses_in(images))
     torch.manual_seed(0)
@@ -570,7 +579,7 @@ def test_a_compiled_cascade_predicts_what_the_eager_one_does():
 @pytest.mark.skipif(not any(shutil.which(cc) for cc in ("cc", "gcc", "clang")),
                     reason="torch.compile's CPU back end needs a C compiler")
 @pytest.mark.parametrize("bf16", [False, True])
-def test_a_compiled_cascade_follows_new_weights_and_keeps_two_alike_networks_apart(bf16):
+def test_a_compiled_cascade_follows_new_weights_and_keeps_two_alike_networks_apart(bf16, fresh_dynamo):
     """Compiling freezes the weights into the graph (``Cascade.runnable``): a network given new weights must be
     compiled again, and two networks of one shape (stage 2 and 3) must not share one frozen graph."""
     images = noise_images()
@@ -590,7 +599,7 @@ def test_a_compiled_cascade_follows_new_weights_and_keeps_two_alike_networks_apa
 
 @pytest.mark.skipif(not any(shutil.which(cc) for cc in ("cc", "gcc", "clang")),
                     reason="torch.compile's CPU back end needs a C compiler")
-def test_a_frozen_graph_holds_its_weights_as_constants():
+def test_a_frozen_graph_holds_its_weights_as_constants(fresh_dynamo):
     """What makes the compiled cascade faster: the weights frozen into the graph, not read from the module (a
     ``torch.compile`` option that is silently ignored would leave them live, and this test would fail)."""
     torch.manual_seed(0)
