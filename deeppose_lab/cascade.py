@@ -239,11 +239,14 @@ def refine(model: nn.Module, dataset: PoseDataset, previous: np.ndarray, sigma: 
 
 class FrozenGraph(nn.Module):
     """``net`` compiled by ``torch.compile`` with inductor's ``freezing`` on (``Cascade.runnable`` says why): one
-    graph for every batch size, ``net``'s weights constants of it. ``torch.compile``'s ``options={"freezing": True}``
-    was not seen to take effect (torch 2.13: neither the time nor the speed changed), so the setting is patched
-    around every call, which is where compiling (and any recompiling) happens. Each frozen network is its own entry
-    in dynamo's cache, which holds ``torch._dynamo.config.recompile_limit`` (8) of them for the network's code: in a
-    process that compiles more, the later ones run eager (torch warns), as fast as without ``compile``."""
+    graph for every batch size above 1 (dynamo compiles a batch of 1 apart), ``net``'s weights constants of it.
+    Dynamo reads ``freezing`` from inductor's global config while it traces, before ``torch.compile``'s ``options``
+    reach inductor, so ``options={"freezing": True}`` has no effect (measured: neither time nor speed changed); the
+    setting is patched around every call instead, which is where compiling (and any recompiling) happens.
+    Each frozen network is its own entry in dynamo's cache for the network's code, holding its weights until the
+    process ends or ``torch._dynamo.reset()``; past ``torch._dynamo.config.recompile_limit`` (8) entries the later
+    networks run eager (torch warns), as fast as without ``compile``. A command compiles one cascade; a notebook
+    that compiles many should reset between them."""
 
     def __init__(self, net: nn.Module) -> None:
         super().__init__()
@@ -283,13 +286,14 @@ class Cascade:
         and runs each ReLU inside the convolution before it (the classroom cascade in bf16 on a Xeon with AMX:
         16.9 ms an image, against 21.4-22.4 compiled without it and 23.5 eager; docs/performance.md). So a compiled
         network is a copy too, compiled again when its weights change.
-        A copy is remade when ``net``'s parameters change: new values through the tensors (``load_state_dict``, an
-        optimiser step: their version counters) or new storage (``.to(device)``). Writing through ``param.data``
+        A copy is remade when ``net``'s parameters or buffers (BatchNorm's statistics, folded into the copy) change:
+        new values through the tensors (``load_state_dict``, an optimiser step, a training-mode forward: their version
+        counters) or new storage (``.to(device)``). Writing through ``param.data``
         bypasses both and is not seen. An fp32 net that is not compiled is run itself, so it needs no key.
         """
         if not (self.bf16 or self.compile):
             return net
-        version = tuple((p._version, p.data_ptr(), str(p.device)) for p in net.parameters())
+        version = tuple((t._version, t.data_ptr(), str(t.device)) for t in (*net.parameters(), *net.buffers()))
         cached = self._prepared.get(id(net))
         if cached is None or cached[1] != version:  # the cache holds ``net`` itself, so its id cannot be reused
             fast = fold_batchnorm(net)  # a copy; BatchNorm's fp32 statistics folded into the convolutions

@@ -147,7 +147,7 @@ def add_profile_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
-COMPILE_HELP = ("torch.compile the networks with their weights frozen in: 10-15 s of compiling first (needs a C "
+COMPILE_HELP = ("torch.compile the networks with their weights frozen in: 9-13 s of compiling first (needs a C "
                 "compiler), then faster inference (bf16 on a Xeon with AMX: classroom 1.4x, paper 1.5x); worth it for "
                 "the paper network's test set, not for one image nor the classroom's 1000 (docs/performance.md)")
 NO_FLIP_HELP = ("no flip averaging at test time, as in the paper, whatever the run's profile says: half as many crops, "
