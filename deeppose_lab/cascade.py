@@ -288,8 +288,8 @@ class Cascade:
         network is a copy too, compiled again when its weights change.
         A copy is remade when ``net``'s parameters or buffers (BatchNorm's statistics, folded into the copy) change:
         new values through the tensors (``load_state_dict``, an optimiser step, a training-mode forward: their version
-        counters) or new storage (``.to(device)``). Writing through ``param.data``
-        bypasses both and is not seen. An fp32 net that is not compiled is run itself, so it needs no key.
+        counters) or new storage (``.to(device)``). Writing through ``param.data`` bypasses both and is not seen.
+        An fp32 net that is not compiled is run itself, so it needs no key.
         """
         if not (self.bf16 or self.compile):
             return net

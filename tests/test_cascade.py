@@ -568,6 +568,10 @@ def test_bf16_copies_follow_new_batchnorm_statistics():
     np.testing.assert_allclose(after, Cascade(net, SIZE, [], SIZE, sigma=2.0, bf16=True).predict(data))
 
 
+needs_c_compiler = pytest.mark.skipif(not any(shutil.which(cc) for cc in ("cc", "gcc", "clang")),
+                                      reason="torch.compile's CPU back end needs a C compiler")
+
+
 @pytest.fixture
 def fresh_dynamo():
     """Dynamo compiles a function's code at most ``recompile_limit`` (8) times, then runs it eager: a frozen graph
@@ -577,8 +581,7 @@ def fresh_dynamo():
     torch._dynamo.reset()
 
 
-@pytest.mark.skipif(not any(shutil.which(cc) for cc in ("cc", "gcc", "clang")),
-                    reason="torch.compile's CPU back end needs a C compiler")
+@needs_c_compiler
 def test_a_compiled_cascade_predicts_what_the_eager_one_does(fresh_dynamo):
     images = noise_images()
     data = ArrayPoses(images, poses_in(images))
@@ -593,8 +596,7 @@ def test_a_compiled_cascade_predicts_what_the_eager_one_does(fresh_dynamo):
                                atol=1e-3)  # another batch size: the same graph (dynamo compiles a batch of 1 apart)
 
 
-@pytest.mark.skipif(not any(shutil.which(cc) for cc in ("cc", "gcc", "clang")),
-                    reason="torch.compile's CPU back end needs a C compiler")
+@needs_c_compiler
 @pytest.mark.parametrize("bf16", [False, True])
 def test_a_compiled_cascade_follows_new_weights_and_keeps_two_alike_networks_apart(bf16, fresh_dynamo):
     """Compiling freezes the weights into the graph (``Cascade.runnable``): a network given new weights must be
@@ -614,8 +616,7 @@ def test_a_compiled_cascade_follows_new_weights_and_keeps_two_alike_networks_apa
     assert not np.allclose(before[2], after[2]) and np.allclose(before[:2], after[:2])
 
 
-@pytest.mark.skipif(not any(shutil.which(cc) for cc in ("cc", "gcc", "clang")),
-                    reason="torch.compile's CPU back end needs a C compiler")
+@needs_c_compiler
 def test_a_frozen_graph_holds_its_weights_as_constants(fresh_dynamo):
     """What makes the compiled cascade faster: the weights frozen into the graph, not read from the module (a
     ``torch.compile`` option that is silently ignored would leave them live, and this test would fail)."""
