@@ -20,6 +20,7 @@ export OMP_NUM_THREADS ?= 2
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q -c constraints.txt -e '.[dev]'
+	$(VENV)/bin/deeppose-lab download detector  # the person detector for one's own photos (3 MB, via pip)
 	touch $(STAMP)
 
 install: $(STAMP)

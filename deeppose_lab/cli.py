@@ -117,6 +117,11 @@ def cmd_download(args: argparse.Namespace) -> None:
 
     root = Path(args.root) if args.root else data_root()
     progress = not args.quiet
+    if args.verify and args.name == "detector":
+        from .detector import verify_model
+
+        print(f"{verify_model()}: the person detector, SHA-256 as published")
+        return
     if args.verify:
         if args.sources or args.sha256:
             raise ConfigError("--verify checks folders already in place; --from, --mirror and --sha256 are for "
@@ -128,6 +133,13 @@ def cmd_download(args: argparse.Namespace) -> None:
         return
     if not args.name:
         raise ConfigError("name the data set to download (lsp or lspet), or pass --verify to check folders in place")
+    if args.name == "detector":
+        from .detector import download_model
+
+        if args.sha256 or (args.sources and len(args.sources) > 1):
+            raise ConfigError("the detector is checked by its own SHA-256; --from takes one mediapipe wheel")
+        print(f"the person detector is ready in {download_model(wheel=args.sources[0] if args.sources else None)}")
+        return
     folder = download.download_dataset(args.name, root, mirrors=args.sources or None, sha256=args.sha256,
                                        timeout=args.stall_timeout, deadline=args.deadline, progress=progress)
     print(f"{args.name} is ready in {folder}")
@@ -257,8 +269,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="the person's box in pixels, the same for every image (default: found by --framing); "
                         "a corner left of or above the image is negative: write --box=-20,10,300,400")
     p.add_argument("--framing", choices=FRAMINGS, default="auto",
-                   help="how the person is found when no --box is given: auto (HOG people detector; the whole "
-                        "image re-framed by the cascade where it finds nobody), hog, hog+reframe, reframe, whole")
+                   help="how the person is found when no --box is given: auto (the pretrained person detector "
+                        "where `deeppose-lab download detector` installed it, else HOG's; the whole image re-framed "
+                        "by the cascade where neither finds anybody), detector, hog, hog+reframe, reframe, whole")
     p.add_argument("--whole-image", action="store_true",
                    help="the whole image is the person's box, as in LSP's test protocol (same as --framing whole)")
     p.add_argument("--out", default=None, help="output folder (default RUN_DIR/predict)")
@@ -269,9 +282,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", type=parse_device, default=None, help=DEVICE_HELP)
     p.set_defaults(func=cmd_predict)
 
-    p = sub.add_parser("download", help="fetch and verify LSP or LSP-extended, or --verify folders in place")
-    p.add_argument("name", nargs="?", choices=["lsp", "lspet"],
-                   help="the data set (with --verify: default every one present)")
+    p = sub.add_parser("download", help="fetch and verify LSP or LSP-extended (or the person detector), or --verify "
+                                        "folders in place")
+    p.add_argument("name", nargs="?", choices=["lsp", "lspet", "detector"],
+                   help="the data set (with --verify: default every one present); detector: the pretrained person "
+                        "detector for framing one's own photos, out of the mediapipe wheel pip downloads (or --from "
+                        "a wheel), into data/detector/ or $DEEPPOSE_DETECTOR")
     p.add_argument("--root", default=None, help="data root (default $DEEPPOSE_DATA or data/)")
     p.add_argument("--from", dest="sources", action="append", metavar="FILE_OR_URL",
                    help="install from this archive (a local file, used in place, or an http(s) URL) instead of the "

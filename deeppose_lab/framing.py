@@ -1,13 +1,16 @@
-"""Finding the person at test time, when nobody gives a box: a HOG first guess, then the cascade's own re-framing.
+"""Finding the person at test time, when nobody gives a box: a detector's first guess, then the cascade's re-framing.
 
 The network only ever saw people framed as LSP frames them (image side about 1.32× the person's extent, person
 centred), so a person who fills a fifth of a holiday photo is lost when the whole photo is the box. The talk
 estimates the person box at inference (「推論時：人物領域のbounding box推定」); here that is done in two steps:
 
-1. a first guess: OpenCV's bundled HOG people detector (``cv2.HOGDescriptor_getDefaultPeopleDetector``, nothing to
-   download), its strongest detection widened to LSP's framing; the whole image when it finds nobody;
-2. re-framing: stage 1 on the box, then the training-style box around the predicted pose (``person_box`` with the
-   profile's ``box_margin``: LSP's framing), then stage 1 again, until the box stops moving or ``rounds`` are done.
+1. a first guess: the pretrained person detector (MediaPipe's BlazePose detector, ``detector.py``) where
+   ``deeppose-lab download detector`` installed it; else, or where it finds nobody, OpenCV's bundled HOG people
+   detector (``cv2.HOGDescriptor_getDefaultPeopleDetector``, nothing to download); either box widened to LSP's
+   framing; the whole image when both find nobody;
+2. re-framing (where no detector found anybody): stage 1 on the box, then the training-style box around the
+   predicted pose (``person_box`` with the profile's ``box_margin``: LSP's framing), then stage 1 again, until the
+   box stops moving or ``rounds`` are done.
 
 ``--box`` always wins; ``--whole-image`` keeps LSP's protocol (and ``evaluate`` on LSP keeps the whole image, so the
 paper comparison stays fair). How much each step buys is measured on ``pasted_scenes``: LSP test people pasted at
@@ -26,12 +29,13 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from . import detector
 from .cascade import Cascade
 from .datasets import PoseDataset
 from .errors import ConfigError
 from .geometry import image_box, make_box, person_box, square_box
 
-FRAMINGS = ("auto", "hog", "hog+reframe", "reframe", "whole")
+FRAMINGS = ("auto", "detector", "hog", "hog+reframe", "reframe", "whole")
 REFRAME_ROUNDS = 2  # re-framings of a first guess; measured on the dev split in docs/framing.md
 SETTLED_IOU = 0.9  # a re-framed box this close to the one before it has stopped moving
 HOG_SIDE = 500  # photos are resized to this longer side for the detector: people down to a fifth of it are found
@@ -49,8 +53,8 @@ class Framing:
     """Where the cascade looked in each image: the first guess, the box finally used, and how it was found."""
 
     boxes: np.ndarray  # (N, 4) the stage-1 boxes used, [cx, cy, w, h] internal pixels
-    first_guess: np.ndarray  # (N, 4) the HOG box (or the whole image where HOG found nobody)
-    methods: list[str]  # per image: "box", "whole", "hog", "whole+reframe", "hog+reframe"
+    first_guess: np.ndarray  # (N, 4) the detector's or HOG's box (or the whole image where they found nobody)
+    methods: list[str]  # per image: "box", "whole", "detector", "hog", "whole+reframe", "hog+reframe"
     rounds: np.ndarray  # (N,) re-framings done
 
 
@@ -138,25 +142,31 @@ def find_people(cascade: Cascade, images: PoseDataset, margin: float, method: st
     """The stage-1 box of every image, found without labels by ``method``:
 
     ``whole`` the whole image (LSP's protocol); ``hog`` the HOG box (the whole image where HOG finds nobody);
-    ``reframe`` the whole image re-framed ``rounds`` times; ``hog+reframe`` the HOG box re-framed; ``auto`` the
-    HOG box, and the whole image re-framed where HOG finds nobody. ``auto`` does not re-frame HOG boxes because on
+    ``reframe`` the whole image re-framed ``rounds`` times; ``hog+reframe`` the HOG box re-framed; ``detector``
+    the pretrained person detector's box (``detector.py``), the HOG box where it finds nobody, and the whole image
+    re-framed where HOG finds nobody either; ``auto`` is ``detector`` where the detector is installed, else the HOG
+    box and the whole image re-framed where HOG finds nobody. Neither re-frames a box a detector found, because on
     the dev split that lost accuracy with the classroom network (docs/framing.md).
 
     Introduced in ``notebooks/07_your_own_image.ipynb``.
     """
     if method not in FRAMINGS:
         raise ConfigError(f"framing must be one of {', '.join(FRAMINGS)}, got {method!r}")
-    whole = np.stack([image_box(s.height, s.width) for s in images]) if len(images) else np.zeros((0, 4))
-    found = np.zeros(len(images), bool)
-    first = whole.copy()
-    if method in ("hog", "hog+reframe", "auto"):
-        for n in range(len(images)):
-            guess = hog_box(images.image(n), margin)
+    if method == "auto":
+        method = "detector" if detector.available() else "hog-auto"
+    first = np.stack([image_box(s.height, s.width) for s in images]) if len(images) else np.zeros((0, 4))
+    names = np.full(len(images), "whole", dtype=object)
+    finders = {"detector": (detector.detector_box, "detector")} if method == "detector" else {}
+    if method in ("detector", "hog", "hog+reframe", "hog-auto"):
+        finders["hog"] = (hog_box, "hog")
+    for n in range(len(images)):
+        for find, name in finders.values():
+            guess = find(images.image(n), margin)
             if guess is not None:
-                first[n], found[n] = guess, True
-    names = np.where(found, "hog", "whole").astype(object)
-    again = {"whole": [], "hog": [], "reframe": range(len(images)), "hog+reframe": range(len(images)),
-             "auto": np.flatnonzero(~found)}[method]
+                first[n], names[n] = guess, name
+                break
+    again = {"whole": [], "hog": [], "reframe": range(len(images)), "hog+reframe": range(len(images))
+             }.get(method, np.flatnonzero(names == "whole"))
     again = np.asarray(again, dtype=int)
     boxes, done = first.copy(), np.zeros(len(images), int)
     if len(again) and rounds > 0:
@@ -226,7 +236,8 @@ def pasted_scenes(people: PoseDataset, seed: int = 0, scale: tuple[float, float]
 def framing_benchmark(cascade: Cascade, scenes: Scenes, margin: float, rounds: int = REFRAME_ROUNDS
                       ) -> dict[str, dict[str, float]]:
     """Final-stage strict and loose PCP on ``scenes`` for each way of framing, beside the ground-truth box (each
-    person's own image: the box LSP's protocol gives), with each one's share of the ground-truth strict PCP."""
+    person's own image: the box LSP's protocol gives), with each one's share of the ground-truth strict PCP.
+    ``detector`` is measured where the detector is installed (``auto`` is then the same framing)."""
     from .metrics import pcp
 
     def score(boxes: np.ndarray) -> dict[str, float]:
@@ -234,7 +245,8 @@ def framing_benchmark(cascade: Cascade, scenes: Scenes, margin: float, rounds: i
         return {mode: pcp(final, scenes.joints, mode=mode)["mean"] for mode in ("strict", "loose")}
 
     out = {"ground-truth box": score(scenes.pasted)}
-    for method in ("whole", "reframe", "hog", "hog+reframe", "auto"):
+    for method in ("whole", "reframe", "hog", "hog+reframe", *(("detector",) if detector.available() else ()),
+                   "auto"):
         tic = time.perf_counter()
         boxes = find_people(cascade, scenes, margin, method, rounds).boxes
         ms = 1000 * (time.perf_counter() - tic) / max(1, len(scenes))

@@ -147,7 +147,7 @@ def test_auto_reframes_the_whole_image_where_hog_finds_nobody() -> None:
 
 
 def test_an_unknown_framing_is_refused() -> None:
-    with pytest.raises(ConfigError, match="framing must be one of auto, hog"):
+    with pytest.raises(ConfigError, match="framing must be one of auto, detector, hog"):
         framing.find_people(FixedPose((0, 0)), blank_scenes(1), 0.16, method="yolo")
 
 
