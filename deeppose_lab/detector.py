@@ -19,6 +19,7 @@ be), checks its SHA-256 and writes it to ``data/detector/``. LiteRT (``ai-edge-l
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import os
@@ -26,6 +27,7 @@ import subprocess
 import sys
 import tempfile
 import zipfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import cv2
@@ -133,9 +135,26 @@ def interpreter(path: str):  # noqa: ANN201 (LiteRT's Interpreter, imported only
         from ai_edge_litert.interpreter import Interpreter
     except ImportError as exc:
         raise DetectorMissing("the person detector needs LiteRT: pip install ai-edge-litert") from exc
-    model = Interpreter(model_content=verify_model(Path(path)).read_bytes(), num_threads=1)
-    model.allocate_tensors()
+    content = verify_model(Path(path)).read_bytes()
+    with native_stderr_to_null():  # LiteRT's C++ announces its CPU delegate on stderr: noise in a notebook
+        model = Interpreter(model_content=content, num_threads=1)
+        model.allocate_tensors()
     return model
+
+
+@contextlib.contextmanager
+def native_stderr_to_null() -> Iterator[None]:
+    """File descriptor 2 pointed at /dev/null for the block (what C++ libraries print, which ``sys.stderr`` cannot
+    catch); an exception raised in it still reaches Python's stderr afterwards."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "w") as null:
+            os.dup2(null.fileno(), 2)
+            yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
 
 
 @functools.cache

@@ -442,7 +442,8 @@ def predict_images(run_dir: Path | str, paths: Sequence[Path | str], out: Path |
     """Predict every image, draw and export; returns the folder. ``paths`` may name files, folders and globs.
 
     The stage-1 box is ``box`` [cx, cy, w, h] when given (it must overlap every image), else found by ``framing``
-    (``framing.find_people``: ``auto`` a HOG person box, ``whole`` the whole image as LSP's protocol has it).
+    (``framing.find_people``: ``auto`` the person detector's box, or HOG's where it is not installed or finds nobody;
+    ``whole`` the whole image as LSP's protocol has it).
     Coordinates are written as the your-own-images annotation format has them (pixel centres at integers,
     top-left pixel (0, 0), as image viewers and OpenCV report them), so a prediction can be corrected by hand and
     fed back as training data; so is each image's box and how it was found. ``compile``, ``flip_test``, ``views``,
