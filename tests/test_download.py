@@ -649,7 +649,8 @@ def test_limits_must_be_positive(tmp_path, capsys):
 
 # --- download --verify: folders already in place -----------------------------------------------------------------
 
-def test_verify_passes_on_good_folders_and_changes_nothing(tmp_path, capsys):
+def test_verify_passes_on_good_folders_and_changes_nothing(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("DEEPPOSE_DETECTOR", str(tmp_path / "absent.tflite"))  # checked too where installed
     lay_out(tmp_path / "lsp", LSP_FILES)
     lay_out(tmp_path / "lspet400", LSPET_FILES)  # a subset: its first image(s), checked by the per-image list
     before = sorted((p, p.stat().st_mtime_ns) for p in tmp_path.rglob("*"))
