@@ -408,6 +408,16 @@ def time_to_accuracy(run_dir: Path) -> dict | None:
             "loose_pcp": [st["pcp"]["loose"]["mean"] for st in results["stages"]]}
 
 
+def time_to_accuracy_line(t: dict | None) -> str:
+    """``time_to_accuracy``'s figures as one line: each stage's training minutes and the PCP it reached."""
+    if not t:
+        return "time to accuracy: no finished `make demo` run in runs/demo"
+    stages = [f"stage {s} after {sum(list(t['minutes'].values())[:n + 1]):.1f} min: {strict:.3f} strict, "
+              f"{loose:.3f} loose" for n, (s, strict, loose) in enumerate(zip(t["minutes"], t["strict_pcp"],
+                                                                                t["loose_pcp"], strict=True))]
+    return f"time to accuracy ({t['run']}, {t['profile']}, {t['data']}; training minutes): " + "; ".join(stages)
+
+
 def feeding_batch(profile: Profile, sizes: tuple[int, ...]) -> int:
     """The batch of the step the data pipeline feeds: the profile's own if measured, else the largest measured."""
     return profile.stage1.batch_size if profile.stage1.batch_size in sizes else max(sizes)
@@ -500,7 +510,7 @@ def run_all(quick: bool, run_dir: Path) -> dict:
                                              else SyntheticPoses(16, seed=4))
     progress(started, f"widget redraws: {out['widget_redraw_ms']}")
     out["time_to_accuracy"] = time_to_accuracy(run_dir)
-    progress(started, f"time to accuracy: {out['time_to_accuracy']}")
+    progress(started, time_to_accuracy_line(out["time_to_accuracy"]))
     out["bench_minutes"] = (time.perf_counter() - started) / 60
     return out
 
@@ -568,7 +578,7 @@ def table(r: dict) -> str:
     lines.append("widget redraw, ms (best / median): " + ", ".join(
         f"{name} {w['best_ms']:.0f} / {w['median_ms']:.0f}" for name, w in r["widget_redraw_ms"].items()))
     t = r["time_to_accuracy"]
-    lines.append("time to accuracy: " + (json.dumps(t) if t else "no finished `make demo` run in runs/demo"))
+    lines.append(time_to_accuracy_line(t))
     if "bench_minutes" in r:
         lines.append(f"the bench took {r['bench_minutes']:.1f} minutes")
     broken = broken_bounds(r)

@@ -118,6 +118,9 @@ def test_time_to_accuracy_reads_a_finished_run(tmp_path):
                                                    "stages": {"1": {"seconds": 120}, "2": {"seconds": 60}}}))
     t = bench.time_to_accuracy(tmp_path)
     assert t["minutes"] == {"1": 2.0, "2": 1.0} and t["strict_pcp"] == [0.3, 0.3]
+    line = bench.time_to_accuracy_line(t)  # minutes add up stage after stage
+    assert line.endswith("stage 1 after 2.0 min: 0.300 strict, 0.400 loose; stage 2 after 3.0 min: 0.300 strict, "
+                         "0.400 loose")
 
 
 def test_data_is_compared_with_the_step_the_profile_really_runs():
