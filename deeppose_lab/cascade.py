@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import cv2
 import numpy as np
 import torch
 from torch import nn
@@ -148,6 +149,23 @@ def uint8_input(crops: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(crops)).permute(0, 3, 1, 2)
 
 
+def with_mirrors(crops: np.ndarray) -> np.ndarray:
+    """(2B, S, S, 3): the uint8 crops (B, S, S, 3), then each one mirrored left to right.
+
+    One OpenCV flip of the batch seen as a single tall image (every crop's rows stacked) writes the mirrors in
+    place: NumPy copying the reversed view ``crops[:, :, ::-1]`` goes three bytes at a time and took 1.7 ms of
+    an image's 10.9 in the one-box compiled cascade, 9 times as long (docs/performance.md).
+    """
+    crops = np.ascontiguousarray(crops)
+    b, height, width = crops.shape[:3]
+    if b == 0:
+        return crops.copy()
+    out = np.empty((2 * b, height, width, *crops.shape[3:]), dtype=crops.dtype)
+    out[:b] = crops
+    cv2.flip(crops.reshape(b * height, width, -1), 1, dst=out[b:].reshape(b * height, width, -1))
+    return out
+
+
 @torch.no_grad()
 def run_model(model: nn.Module, crops: np.ndarray, batch_size: int = 128, bf16: bool = False,
               flip_test: bool = False) -> np.ndarray:
@@ -164,7 +182,7 @@ def run_model(model: nn.Module, crops: np.ndarray, batch_size: int = 128, bf16: 
         for i in range(0, len(crops), batch_size):
             chunk = crops[i:i + batch_size]
             if flip_test:  # mirrored while still uint8: a quarter of the bytes of flipping the float batch
-                chunk = np.concatenate([chunk, chunk[:, :, ::-1]])
+                chunk = with_mirrors(chunk)
             outs.append(model(uint8_input(chunk).to(device)).float().cpu())
     if not flip_test:
         return torch.cat(outs).view(len(crops), NUM_JOINTS, 2).numpy().astype(np.float64)

@@ -445,6 +445,15 @@ def test_flip_averaging_maps_the_mirrored_prediction_back():
     np.testing.assert_allclose(plain[0, 0], [(5 + 0.5) / 32 - 0.5 + 0.1, (9 + 0.5) / 32 - 0.5], atol=1e-6)
 
 
+def test_with_mirrors_appends_each_crop_mirrored_left_to_right():
+    from deeppose_lab.cascade import with_mirrors
+
+    crops = np.random.default_rng(0).integers(0, 256, (5, 7, 9, 3), dtype=np.uint8)
+    both = with_mirrors(crops[::2])  # a strided batch too
+    np.testing.assert_array_equal(both, np.concatenate([crops[::2], crops[::2, :, ::-1]]))
+    assert with_mirrors(crops[:0]).shape == (0, 7, 9, 3)
+
+
 def test_box_views_scale_and_move_the_test_box_by_fractions_of_its_side():
     box = make_box(100.0, 80.0, 60.0, 60.0)
     assert [len(box_views(box, s, d)) for s, d in ((0, 0), (0.1, 0), (0, 0.06), (0.1, 0.06))] == [1, 3, 5, 15]
