@@ -35,7 +35,7 @@ import numpy as np
 
 from .atomic import write_bytes
 from .errors import ConfigError, DeepPoseError
-from .geometry import make_box
+from .geometry import make_box, opencv_matrix
 
 MODEL_NAME = "pose_detection.tflite"
 MODEL_SHA256 = "9ba9dd3d42efaaba86b4ff0122b06f29c4122e756b329d89dca1e297fd8f866c"
@@ -211,8 +211,7 @@ def look(image: np.ndarray, cx: float, cy: float, side: float) -> tuple[float, n
         source = cv2.resize(source, (max(1, round(width * scale)), max(1, round(height * scale))),
                             interpolation=cv2.INTER_AREA)
         warp[0, 0], warp[1, 1] = scale * width / source.shape[1], scale * height / source.shape[0]
-    warp[:, 2] += 0.5 * (np.diag(warp) - 1.0)  # OpenCV puts pixel centres at integers, we at +0.5 (warp_image)
-    canvas = cv2.warpAffine(source, warp, (INPUT_SIDE, INPUT_SIDE), flags=cv2.INTER_LINEAR,
+    canvas = cv2.warpAffine(source, opencv_matrix(warp), (INPUT_SIDE, INPUT_SIDE), flags=cv2.INTER_LINEAR,
                             borderMode=cv2.BORDER_CONSTANT, borderValue=(0, 0, 0))
     model = interpreter(str(model_path()))
     model.set_tensor(model.get_input_details()[0]["index"], (canvas[None] / 127.5 - 1.0).astype(np.float32))

@@ -206,14 +206,19 @@ def warp_image(image: np.ndarray, matrix: np.ndarray, size: int, fill: tuple[int
     """
     if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
         raise ValueError(f"warp_image needs a uint8 RGB image (H, W, 3), got {image.dtype} {image.shape}")
-    # translation(−0.5, −0.5) · matrix · translation(0.5, 0.5), written out; OpenCV inverts it itself
-    opencv = matrix[:2].copy()
-    opencv[:, 2] += 0.5 * (opencv[:, 0] + opencv[:, 1]) - 0.5
     padded = spare_channel_base(image)
     source = np.ascontiguousarray(image) if padded is None else padded
-    crop = cv2.warpAffine(source, opencv, (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT,
-                          borderValue=(*(float(v) for v in fill), 0.0))
+    crop = cv2.warpAffine(source, opencv_matrix(matrix), (size, size), flags=cv2.INTER_LINEAR,
+                          borderMode=cv2.BORDER_CONSTANT, borderValue=(*(float(v) for v in fill), 0.0))
     return crop if padded is None else cv2.cvtColor(crop, cv2.COLOR_RGBA2RGB)
+
+
+def opencv_matrix(matrix: np.ndarray) -> np.ndarray:
+    """The 2×3 matrix OpenCV's warps want for our image → crop ``matrix``: OpenCV puts pixel centres at integer
+    coordinates and we at +0.5, so it is translation(−0.5, −0.5) · matrix · translation(0.5, 0.5), written out."""
+    opencv = np.array(matrix[:2], dtype=np.float64)
+    opencv[:, 2] += 0.5 * (opencv[:, 0] + opencv[:, 1]) - 0.5
+    return opencv
 
 
 # --- augmentation ---------------------------------------------------------------------------------
