@@ -151,7 +151,6 @@ def cmd_download(args: argparse.Namespace) -> None:
         return
     if not args.name:
         raise ConfigError("name the data set to download (lsp or lspet), or pass --verify to check folders in place")
-
     folder = download.download_dataset(args.name, root, mirrors=args.sources or None, sha256=args.sha256,
                                        timeout=args.stall_timeout, deadline=args.deadline, progress=progress)
     print(f"{args.name} is ready in {folder}")

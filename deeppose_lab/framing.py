@@ -152,15 +152,15 @@ def find_people(cascade: Cascade, images: PoseDataset, margin: float, method: st
     """
     if method not in FRAMINGS:
         raise ConfigError(f"framing must be one of {', '.join(FRAMINGS)}, got {method!r}")
-    if method == "auto":
-        method = "detector" if detector.available() else "hog-auto"
     first = np.stack([image_box(s.height, s.width) for s in images]) if len(images) else np.zeros((0, 4))
     names = np.full(len(images), "whole", dtype=object)
-    finders = {"detector": (detector.detector_box, "detector")} if method == "detector" else {}
-    if method in ("detector", "hog", "hog+reframe", "hog-auto"):
-        finders["hog"] = (hog_box, "hog")
+    finders = []  # tried in turn; the first to find somebody frames the image
+    if method == "detector" or (method == "auto" and detector.available()):
+        finders.append(("detector", detector.detector_box))
+    if method in ("auto", "detector", "hog", "hog+reframe"):
+        finders.append(("hog", hog_box))
     for n in range(len(images)):
-        for find, name in finders.values():
+        for name, find in finders:
             guess = find(images.image(n), margin)
             if guess is not None:
                 first[n], names[n] = guess, name
