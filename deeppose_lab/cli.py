@@ -115,17 +115,22 @@ def download_detector(args: argparse.Namespace) -> None:
     """``download detector``: the person detector's model out of a mediapipe wheel (pip's, or ``--from`` one on
     disk), or ``--verify`` the one in place; the data-set options have no meaning here and are refused."""
     given = [flag for flag, value in (("--root", args.root), ("--sha256", args.sha256),
-                                      ("--stall-timeout", args.stall_timeout != 30.0), ("--deadline", args.deadline))
-             if value]
+                                      ("--stall-timeout", args.stall_timeout), ("--deadline", args.deadline))
+             if value is not None]
     sources = args.sources or []
     if given or len(sources) > 1 or any("://" in s for s in sources) or (args.verify and sources):
         raise ConfigError("download detector takes --from with one mediapipe wheel on disk, or --verify; the model "
                           f"goes to $DEEPPOSE_DETECTOR or data/detector/ and is checked by its own SHA-256 (got "
                           f"{' '.join(given + [f'--from {s}' for s in sources])})")
     if args.verify:
-        print(f"{detector.verify_model()}: the person detector, SHA-256 as published")
+        print(detector_checked())
         return
     print(f"the person detector is ready in {detector.download_model(wheel=sources[0] if sources else None)}")
+
+
+def detector_checked() -> str:
+    """The installed detector's model checked against its SHA-256 (an error names it otherwise), as one line."""
+    return f"{detector.verify_model()}: the person detector, SHA-256 as published"
 
 
 def cmd_download(args: argparse.Namespace) -> None:
@@ -147,12 +152,13 @@ def cmd_download(args: argparse.Namespace) -> None:
         for verified in checked:
             print(verified.describe())
         if not args.name and detector.model_path().is_file():
-            print(f"{detector.verify_model()}: the person detector, SHA-256 as published")
+            print(detector_checked())
         return
     if not args.name:
         raise ConfigError("name the data set to download (lsp or lspet), or pass --verify to check folders in place")
+    stall = download.STALL_TIMEOUT if args.stall_timeout is None else args.stall_timeout
     folder = download.download_dataset(args.name, root, mirrors=args.sources or None, sha256=args.sha256,
-                                       timeout=args.stall_timeout, deadline=args.deadline, progress=progress)
+                                       timeout=stall, deadline=args.deadline, progress=progress)
     print(f"{args.name} is ready in {folder}")
 
 
@@ -306,7 +312,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--mirror", dest="sources", action="append", metavar="URL", help="the same as --from")
     p.add_argument("--sha256", default=None, help="expected SHA-256 of the archive (optional: the unpacked files "
                                                   "are always verified)")
-    p.add_argument("--stall-timeout", type=float, default=30.0, metavar="SECONDS",
+    p.add_argument("--stall-timeout", type=float, default=None, metavar="SECONDS",
                    help="give up on a mirror after this long without a byte (default 30)")
     p.add_argument("--deadline", type=float, default=None, metavar="SECONDS",
                    help="give up on a mirror still downloading after this long (default 1800 for lsp, 7200 for lspet)")
