@@ -166,7 +166,8 @@ def one_core(fn: Callable[[], object]) -> Callable[[], None]:
 
 def data_pass(profile: Profile, n: int = 256, data: PoseDataset | None = None) -> Callable[[], None]:
     """Crop + augment + collate ``n`` samples of ``data`` (default: synthetic) on ONE core, from images already in
-    the in-memory cache, as training reads them after its first epoch."""
+    the in-memory cache, as training reads them after its first epoch: uint8 batches, as the step receives them
+    (the step makes them floats, and ``train_step`` times that with it)."""
     if data is None:
         data = SyntheticPoses(n, seed=1)
         data.decode_all()

@@ -12,7 +12,7 @@ import os
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any, Protocol, TypeVar
+from typing import Any, NamedTuple, Protocol, TypeVar
 
 import numpy as np
 import torch
@@ -155,32 +155,55 @@ def outside_image(matrix: np.ndarray, size: int, height: int, width: int) -> np.
 NO_COLOUR = np.array([1.0, 1.0, 1.0, 0.0], dtype=np.float32)  # gains 1, offset 0
 
 
-def to_tensor(crops: Sequence[np.ndarray] | np.ndarray, colour: np.ndarray | None = None) -> torch.Tensor:
-    """uint8 (B, S, S, 3) crops to float (B, 3, S, S) in [0, 1], the model's input, channels_last in memory.
+def model_input(pixels: torch.Tensor, colour: torch.Tensor | None = None) -> torch.Tensor:
+    """uint8 (B, S, S, 3) crops to float (B, 3, S, S) in [0, 1], the model's input, channels_last in memory, on
+    ``pixels``' device.
 
     ``colour`` (B, 4) from ``geometry.colour_jitter`` scales each crop's channels and shifts its brightness,
-    clipped to [0, 1]. Done here, on the whole batch in place, because it is three passes over floats the
-    conversion makes anyway; per crop it was a lookup table that cost as much as a third of the warp.
+    clipped to [0, 1]: on the whole batch in place, because it is three passes over floats the conversion makes
+    anyway (per crop it was a lookup table that cost as much as a third of the warp). The training step calls
+    this, not the data pass: the crops travel as uint8 (a quarter of the bytes to a GPU), and the conversion runs
+    on torch's threads where the step runs, which left the one-core data pass a quarter faster (docs/performance.md).
     """
-    arr = np.stack(crops) if not isinstance(crops, np.ndarray) else crops
-    x = torch.from_numpy(arr.astype(np.float32))  # NumPy's cast is faster than torch's on a strided view
+    x = pixels.to(torch.float32)  # exact: every uint8 is a float32
     if colour is None:
         x.div_(255.0)
     else:  # each row of a crop is (r, g, b) × S in memory: gains tiled to a row broadcast fast, per channel not
-        b, s = len(arr), arr.shape[2]
-        c = torch.from_numpy(np.asarray(colour, dtype=np.float32)) / 255.0
-        rows = x.view(b, arr.shape[1], s * 3)
-        torch.addcmul(c[:, None, 3:], rows, c[:, None, :3].repeat(1, 1, s), out=rows).clamp_(0.0, 1.0)
+        b, height, width, _ = x.shape
+        c = colour.to(x.device, torch.float32) / 255.0
+        rows = x.view(b, height, width * 3)
+        torch.addcmul(c[:, None, 3:], rows, c[:, None, :3].repeat(1, 1, width), out=rows).clamp_(0.0, 1.0)
     return x.permute(0, 3, 1, 2)
 
 
-def collate(items: Sequence[CropItem]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def to_tensor(crops: Sequence[np.ndarray] | np.ndarray, colour: np.ndarray | None = None) -> torch.Tensor:
+    """``model_input`` of uint8 (S, S, 3) crops given as NumPy arrays (a list or one (B, S, S, 3) array)."""
+    arr = np.stack(crops) if not isinstance(crops, np.ndarray) else crops
+    return model_input(torch.from_numpy(arr), None if colour is None else torch.from_numpy(np.asarray(colour)))
+
+
+class Batch(NamedTuple):
+    """One collated batch as the data pass leaves it: the crops still uint8 (B, S, S, 3), each crop's colour noise
+    (B, 4) or None for none, targets (B, 14, 2) and loss weights (B, 14). ``inputs`` makes the model's input."""
+
+    pixels: torch.Tensor
+    colour: torch.Tensor | None
+    target: torch.Tensor
+    weight: torch.Tensor
+
+    def inputs(self, device: torch.device | str = "cpu") -> torch.Tensor:
+        """The float model input on ``device``: the uint8 crops moved there, then converted (``model_input``)."""
+        colour = None if self.colour is None else self.colour.to(device, non_blocking=True)
+        return model_input(self.pixels.to(device, non_blocking=True), colour)
+
+
+def collate(items: Sequence[CropItem]) -> Batch:
     colours = [it.colour for it in items]
     colour = None if all(c is None for c in colours) else np.stack([NO_COLOUR if c is None else c for c in colours])
-    crops = to_tensor([it.crop for it in items], colour)
-    target = torch.from_numpy(np.stack([it.target for it in items]))
-    weight = torch.from_numpy(np.stack([it.weight for it in items]))
-    return crops, target, weight
+    return Batch(torch.from_numpy(np.stack([it.crop for it in items])),
+                 None if colour is None else torch.from_numpy(colour.astype(np.float32, copy=False)),
+                 torch.from_numpy(np.stack([it.target for it in items])),
+                 torch.from_numpy(np.stack([it.weight for it in items])))
 
 
 def epoch_order(n: int, seed: int, epoch: int, shuffle: bool) -> np.ndarray:
@@ -230,8 +253,9 @@ def helper_has_a_core(device: torch.device) -> bool:
 
 
 def batches(source: CropSource, indices: np.ndarray, batch_size: int, seed: int | None = None, epoch: int = 0
-            ) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
-    """Collated batches over ``indices``; ``seed`` None means no augmentation (validation and test).
+            ) -> Iterator[Batch]:
+    """Collated batches over ``indices``, crops still uint8; ``seed`` None means no augmentation (validation and
+    test).
 
     Each item's random stream depends on (seed, epoch, index) only: the same crop comes out whatever the
     batch size, the order, or how many processes share the work.

@@ -306,7 +306,7 @@ def crop_sample(image: np.ndarray, joints: np.ndarray, visible: np.ndarray, box:
                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, CropTransform]:
     """Crop + normalised target in one go: (crop uint8, N-space joints (14, 2), visibility, transform).
 
-    The crop is not coloured yet: ``t.colour`` is applied to the whole float batch by ``crops.to_tensor``,
+    The crop is not coloured yet: ``t.colour`` is applied to the whole float batch by ``crops.model_input``,
     which costs a third of what a per-crop lookup table did.
 
     Introduced in ``notebooks/02_cropping.ipynb``.
@@ -319,7 +319,7 @@ def crop_sample(image: np.ndarray, joints: np.ndarray, visible: np.ndarray, box:
 
 def colour_jitter(amount: float, rng: np.random.Generator) -> np.ndarray:
     """Photometric noise that moves no joint, as (4,) float32: a per-channel gain in [1 − amount, 1 + amount]
-    for red, green, blue, then a brightness offset of up to ``amount``·255 grey levels (``crops.to_tensor``
+    for red, green, blue, then a brightness offset of up to ``amount``·255 grey levels (``crops.model_input``
     applies it and clips to the valid range)."""
     jitter = np.empty(4, dtype=np.float32)
     jitter[:3] = rng.uniform(1.0 - amount, 1.0 + amount, size=3)

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 
 import torch
 
+from .crops import model_input
 from .skeleton import NUM_JOINTS
 
 if TYPE_CHECKING:
@@ -90,18 +91,22 @@ def step_seconds(recipe: StageRecipe, channels_last: bool, rounds: int = 3) -> d
 
 
 def training_step(recipe: StageRecipe, batch: int, bf16: bool, channels_last: bool) -> Callable[[], None]:
-    """One full optimiser step (forward, loss, backward, update) of ``recipe``'s network on random crops, as
-    ``train.fit`` runs it: the timing ``measured_choice`` and ``make bench`` rest on."""
+    """One full optimiser step (input, forward, loss, backward, update) of ``recipe``'s network on random crops, as
+    ``train.fit`` runs it: the uint8 crops with colour noise made into the float input (``crops.model_input``), then
+    the step. The timing ``measured_choice`` and ``make bench`` rest on."""
     from .train import autocast, make_optimizer, pose_loss  # train imports profiles, which imports this module
 
     torch.manual_seed(0)
     fmt = torch.channels_last if channels_last else torch.contiguous_format
     model = recipe.build_model(pretrained=False).train().to(memory_format=fmt)
     opt = make_optimizer(model, recipe)
-    x = torch.rand(batch, 3, model.input_size, model.input_size).contiguous(memory_format=fmt)
+    size = model.input_size
+    pixels = torch.randint(0, 256, (batch, size, size, 3), dtype=torch.uint8)
+    colour = torch.tensor([[1.1, 0.9, 1.0, 5.0]]).repeat(batch, 1)  # gains and a brightness shift, as augmented
     y, w = torch.rand(batch, NUM_JOINTS, 2) - 0.5, torch.ones(batch, NUM_JOINTS)
 
     def step() -> None:
+        x = model_input(pixels, colour).contiguous(memory_format=fmt)
         with autocast(bf16):
             loss = pose_loss(model(x), y, w, recipe.loss)
         opt.zero_grad(set_to_none=True)

@@ -139,7 +139,8 @@ def targets_of(crops: CropSource) -> tuple[torch.Tensor, torch.Tensor]:
     """Every item's normalised target (N, 14, 2) and loss weight (N, 14), without decoding more than needed."""
     from .crops import batches
 
-    targets, weights = zip(*[(t, w) for _, t, w in batches(crops, np.arange(len(crops)), 256)], strict=True)
+    targets, weights = zip(*[(b.target, b.weight) for b in batches(crops, np.arange(len(crops)), 256)],
+                            strict=True)
     return torch.cat(targets), torch.cat(weights)
 
 

@@ -116,8 +116,8 @@ def mean_loss(model: nn.Module, source: CropSource, s: FitSettings, limit: int |
     device = next(model.parameters()).device
     n = len(source) if limit is None else min(limit, len(source))
     total, count = 0.0, 0
-    for crops, target, weight in batches(source, np.arange(n), s.recipe.batch_size):
-        crops, target, weight = (t.to(device) for t in (crops, target, weight))
+    for batch in batches(source, np.arange(n), s.recipe.batch_size):
+        crops, target, weight = batch.inputs(device), batch.target.to(device), batch.weight.to(device)
         with autocast(s.bf16, device):
             pred = model(prepare(crops, s))
         total += float(pose_loss(pred, target, weight, s.recipe.loss)) * len(crops)
@@ -210,8 +210,10 @@ def run_epoch(model: nn.Module, optimizer: torch.optim.Optimizer, train: CropSou
     # The loss stays on the device between checks: reading it (.item(), isfinite) waits for the GPU every time.
     running = torch.zeros((), dtype=torch.float64, device=device)
     total, count, first = 0.0, 0, 0
-    for step, (crops, target, weight) in enumerate(local_batches):
-        crops, target, weight = (t.to(device, non_blocking=True) for t in (crops, target, weight))
+    for step, batch in enumerate(local_batches):
+        # The crops arrive uint8 and become floats here, on torch's threads (or the GPU) where the step runs
+        crops = batch.inputs(device)
+        target, weight = (t.to(device, non_blocking=True) for t in (batch.target, batch.weight))
         for group in optimizer.param_groups:
             group["lr"] = s.recipe.lr * lr_factor(s.recipe.schedule, epoch * steps_per_epoch + step,
                                                   s.recipe.epochs * steps_per_epoch, warmup=steps_per_epoch)

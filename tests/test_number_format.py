@@ -8,6 +8,7 @@ import pytest
 import torch
 from helpers import TINY
 
+from deeppose_lab import crops as crops_mod
 from deeppose_lab import number_format, pipeline
 from deeppose_lab.errors import ConfigError
 from deeppose_lab.profiles import Profile, get_profile
@@ -83,6 +84,16 @@ def test_timing_a_step_leaves_the_runs_random_numbers_alone():
     seconds = number_format.step_seconds(recipe, channels_last=True, rounds=1)
     assert torch.equal(torch.rand(3), expected)  # a run's seeds must not depend on whether it measured
     assert set(seconds) == {"fp32", "bf16"} and all(0 < s < 60 for s in seconds.values())
+
+
+def test_the_timed_step_makes_its_float_input_from_uint8_crops_as_fit_does(monkeypatch):
+    # the data pass hands uint8 crops to the step: a step timed without that conversion would flatter the bench
+    made = []
+    monkeypatch.setattr(number_format, "model_input", lambda *a: made.append(a) or crops_mod.model_input(*a))
+    step = number_format.training_step(get_profile("smoke").stage1, 4, bf16=False, channels_last=True)
+    step()
+    step()
+    assert len(made) == 2 and made[0][0].dtype == torch.uint8 and made[0][1].shape == (4, 4)
 
 
 def test_a_run_records_the_format_auto_took_and_keeps_it_when_resumed(tmp_path, timed):

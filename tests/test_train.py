@@ -297,6 +297,18 @@ def test_to_tensor_applies_each_crops_colour_noise_clipped_and_keeps_channels_la
     assert x.min() == 0.0 and x.max() == 1.0  # the gains and offsets here reach both clips
 
 
+def test_batches_carry_uint8_crops_and_their_colour_and_inputs_make_the_float_batch(poses):
+    source = PersonCrops(poses, SIZE, AUG)
+    batch = next(batches(source, np.arange(5), 5, seed=3))
+    items = [source.item(i, item_rng(3, 0, i)) for i in range(5)]
+    assert batch.pixels.dtype == torch.uint8 and batch.pixels.shape == (5, SIZE, SIZE, 3)
+    assert np.array_equal(batch.pixels.numpy(), np.stack([it.crop for it in items]))
+    expected = to_tensor([it.crop for it in items], np.stack([it.colour for it in items]))
+    assert torch.equal(batch.inputs(), expected) and batch.inputs().dtype == torch.float32
+    plain = next(batches(source, np.arange(5), 5))  # validation: no augmentation, no colour
+    assert plain.colour is None and torch.equal(plain.inputs(), plain.pixels.permute(0, 3, 1, 2) / 255.0)
+
+
 def test_training_items_depend_on_seed_epoch_and_index_only(poses):
     source = PersonCrops(poses, SIZE, AUG)
     order = epoch_order(len(source), seed=3, epoch=1, shuffle=True)
@@ -305,10 +317,11 @@ def test_training_items_depend_on_seed_epoch_and_index_only(poses):
     assert not np.array_equal(order, epoch_order(len(source), seed=3, epoch=2, shuffle=True))
     by4 = [b for b in batches(source, order, 4, seed=3, epoch=1)]
     by16 = next(batches(source, order, 16, seed=3, epoch=1))
-    for a, b in zip((torch.cat([x[i] for x in by4]) for i in range(3)), by16, strict=True):
+    for a, b in zip((torch.cat([x[i] for x in by4]) for i in range(4)), by16, strict=True):
         assert torch.equal(a, b)
+    assert torch.equal(torch.cat([b.inputs() for b in by4]), by16.inputs())
     other_epoch = next(batches(source, order, 16, seed=3, epoch=2))
-    assert not torch.equal(other_epoch[0], by16[0])  # each epoch draws new augmentations
+    assert not torch.equal(other_epoch.pixels, by16.pixels)  # each epoch draws new augmentations
 
 
 @pytest.mark.parametrize("seed, epoch, index", [(0, 0, 0), (1003, 159, 9999), (2**32, 1, 5), (7, 2, 2**40)])
@@ -336,7 +349,7 @@ def test_prefetched_batches_are_the_same_batches_and_errors_still_surface(poses)
     ahead = list(prefetched(batches(source, order, 4, seed=3, epoch=1)))
     assert len(ahead) == len(plain) > 1
     for a, b in zip(plain, ahead, strict=True):
-        assert all(torch.equal(x, y) for x, y in zip(a, b, strict=True))
+        assert all(torch.equal(x, y) for x, y in zip(a, b, strict=True)) and a.pixels.dtype == torch.uint8
 
     def failing():
         yield 1
