@@ -29,7 +29,7 @@ _DONE: Any = object()  # end-of-iteration marker for ``prefetched``
 @dataclass(frozen=True)
 class CropItem:
     """One training example: a uint8 crop (S, S, 3), targets N(y; b) (14, 2), loss weights (14,) and the
-    colour noise ``to_tensor`` applies to it (``geometry.colour_jitter``; None for none)."""
+    colour noise ``model_input`` applies to it in the step (``geometry.colour_jitter``; None for none)."""
 
     crop: np.ndarray
     target: np.ndarray
@@ -164,8 +164,10 @@ def model_input(pixels: torch.Tensor, colour: torch.Tensor | None = None) -> tor
     anyway (per crop it was a lookup table that cost as much as a third of the warp). The training step calls
     this, not the data pass: the crops travel as uint8 (a quarter of the bytes to a GPU), and the conversion runs
     on torch's threads where the step runs, which left the one-core data pass a quarter faster (docs/performance.md).
+    On a GPU, torch divides by multiplying with the reciprocal, so a GPU run's inputs may differ from a CPU run's
+    in the last bit (its convolutions differ more).
     """
-    x = pixels.to(torch.float32)  # exact: every uint8 is a float32
+    x = pixels.to(torch.float32, memory_format=torch.contiguous_format, copy=True)  # exact; the caller's stays
     if colour is None:
         x.div_(255.0)
     else:  # each row of a crop is (r, g, b) × S in memory: gains tiled to a row broadcast fast, per channel not
@@ -177,9 +179,10 @@ def model_input(pixels: torch.Tensor, colour: torch.Tensor | None = None) -> tor
 
 
 def to_tensor(crops: Sequence[np.ndarray] | np.ndarray, colour: np.ndarray | None = None) -> torch.Tensor:
-    """``model_input`` of uint8 (S, S, 3) crops given as NumPy arrays (a list or one (B, S, S, 3) array)."""
-    arr = np.stack(crops) if not isinstance(crops, np.ndarray) else crops
-    return model_input(torch.from_numpy(arr), None if colour is None else torch.from_numpy(np.asarray(colour)))
+    """``model_input`` of uint8 (S, S, 3) crops given as NumPy arrays (a list or one (B, S, S, 3) array, any
+    strides)."""
+    arr = np.stack(crops) if not isinstance(crops, np.ndarray) else np.require(crops, requirements=("C", "W"))
+    return model_input(torch.from_numpy(arr), None if colour is None else torch.tensor(np.asarray(colour)))
 
 
 class Batch(NamedTuple):

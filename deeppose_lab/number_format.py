@@ -93,7 +93,8 @@ def step_seconds(recipe: StageRecipe, channels_last: bool, rounds: int = 3) -> d
 def training_step(recipe: StageRecipe, batch: int, bf16: bool, channels_last: bool) -> Callable[[], None]:
     """One full optimiser step (input, forward, loss, backward, update) of ``recipe``'s network on random crops, as
     ``train.fit`` runs it: the uint8 crops with colour noise made into the float input (``crops.model_input``), then
-    the step. The timing ``measured_choice`` and ``make bench`` rest on."""
+    the step. The timing ``measured_choice`` and ``make bench`` rest on. Without ``channels_last`` the input is
+    copied into the default layout too, as a pipeline in that layout would hand it over (``fit`` does not)."""
     from .train import autocast, make_optimizer, pose_loss  # train imports profiles, which imports this module
 
     torch.manual_seed(0)

@@ -309,6 +309,27 @@ def test_batches_carry_uint8_crops_and_their_colour_and_inputs_make_the_float_ba
     assert plain.colour is None and torch.equal(plain.inputs(), plain.pixels.permute(0, 3, 1, 2) / 255.0)
 
 
+def test_model_input_is_the_data_pass_s_old_float_arithmetic_bit_for_bit():
+    # until the crops reached the step as uint8, the data pass made the floats with NumPy's cast and then torch's
+    # addcmul; a run must train on the same numbers now (the reciprocal's multiply, say, changes most of them)
+    rng = np.random.default_rng(1)
+    crops = rng.integers(0, 256, (6, 9, 9, 3), dtype=np.uint8)
+    crops[0, 0, :3] = [[0, 128, 255], [1, 2, 254], [17, 51, 201]]
+    colour = np.concatenate([rng.uniform(0.8, 1.2, (6, 3)), rng.uniform(-51, 51, (6, 1))], 1).astype(np.float32)
+    old = torch.from_numpy(crops.astype(np.float32))
+    c = torch.from_numpy(colour) / 255.0
+    rows = old.view(6, 9, 27)
+    torch.addcmul(c[:, None, 3:], rows, c[:, None, :3].repeat(1, 1, 9), out=rows).clamp_(0.0, 1.0)
+    assert torch.equal(crops_mod.model_input(torch.from_numpy(crops), torch.from_numpy(colour)),
+                       old.permute(0, 3, 1, 2))
+    plain = torch.from_numpy(crops.astype(np.float32)).div_(255.0).permute(0, 3, 1, 2)
+    assert torch.equal(to_tensor(crops), plain)
+    assert torch.equal(to_tensor(crops[:, ::-1]), plain.flip(2))  # any strides; the caller's array left alone
+    floats = crops.astype(np.float32)
+    to_tensor(floats)
+    assert np.array_equal(floats, crops)
+
+
 def test_training_items_depend_on_seed_epoch_and_index_only(poses):
     source = PersonCrops(poses, SIZE, AUG)
     order = epoch_order(len(source), seed=3, epoch=1, shuffle=True)
