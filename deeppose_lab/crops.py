@@ -178,13 +178,6 @@ def model_input(pixels: torch.Tensor, colour: torch.Tensor | None = None) -> tor
     return x.permute(0, 3, 1, 2)
 
 
-def to_tensor(crops: Sequence[np.ndarray] | np.ndarray, colour: np.ndarray | None = None) -> torch.Tensor:
-    """``model_input`` of uint8 (S, S, 3) crops given as NumPy arrays (a list or one (B, S, S, 3) array, any
-    strides)."""
-    arr = np.stack(crops) if not isinstance(crops, np.ndarray) else np.require(crops, requirements=("C", "W"))
-    return model_input(torch.from_numpy(arr), None if colour is None else torch.tensor(np.asarray(colour)))
-
-
 class Batch(NamedTuple):
     """One collated batch as the data pass leaves it: the crops still uint8 (B, S, S, 3), each crop's colour noise
     (B, 4) or None for none, targets (B, 14, 2) and loss weights (B, 14). ``inputs`` makes the model's input."""

@@ -22,9 +22,9 @@ from deeppose_lab.crops import (
     epoch_order,
     helper_has_a_core,
     item_rng,
+    model_input,
     outside_image,
     prefetched,
-    to_tensor,
 )
 from deeppose_lab.geometry import Augmentation, crop_transform, warp_image
 from deeppose_lab.model import DeepPoseNet
@@ -286,14 +286,15 @@ def test_validation_uses_no_augmentation_and_no_dropout(poses):
     assert not model.training
 
 
-def test_to_tensor_applies_each_crops_colour_noise_clipped_and_keeps_channels_last():
+def test_model_input_applies_each_crops_colour_noise_clipped_and_keeps_channels_last():
     crops = np.random.default_rng(0).integers(0, 256, (3, 8, 8, 3), dtype=np.uint8)
     colour = np.array([[1.0, 1.0, 1.0, 0.0], [1.5, 0.5, 1.0, 20.0], [0.8, 1.2, 1.0, -60.0]], dtype=np.float32)
-    x = to_tensor(crops, colour)
+    x = model_input(torch.from_numpy(crops), torch.from_numpy(colour))
     expected = np.clip(crops * colour[:, None, None, :3] + colour[:, None, None, 3:], 0, 255) / 255.0
     assert x.shape == (3, 3, 8, 8) and x.is_contiguous(memory_format=torch.channels_last)
     assert np.allclose(x.permute(0, 2, 3, 1).numpy(), expected, atol=1e-6)
-    assert torch.allclose(to_tensor(crops), to_tensor(crops, colour[[0, 0, 0]]), rtol=0, atol=1e-7)  # no noise
+    no_noise = model_input(torch.from_numpy(crops), torch.from_numpy(colour[[0, 0, 0]]))
+    assert torch.allclose(model_input(torch.from_numpy(crops)), no_noise, rtol=0, atol=1e-7)
     assert x.min() == 0.0 and x.max() == 1.0  # the gains and offsets here reach both clips
 
 
@@ -303,7 +304,8 @@ def test_batches_carry_uint8_crops_and_their_colour_and_inputs_make_the_float_ba
     items = [source.item(i, item_rng(3, 0, i)) for i in range(5)]
     assert batch.pixels.dtype == torch.uint8 and batch.pixels.shape == (5, SIZE, SIZE, 3)
     assert np.array_equal(batch.pixels.numpy(), np.stack([it.crop for it in items]))
-    expected = to_tensor([it.crop for it in items], np.stack([it.colour for it in items]))
+    expected = model_input(torch.from_numpy(np.stack([it.crop for it in items])),
+                           torch.from_numpy(np.stack([it.colour for it in items])))
     assert torch.equal(batch.inputs(), expected) and batch.inputs().dtype == torch.float32
     plain = next(batches(source, np.arange(5), 5))  # validation: no augmentation, no colour
     assert plain.colour is None and torch.equal(plain.inputs(), plain.pixels.permute(0, 3, 1, 2) / 255.0)
@@ -320,14 +322,14 @@ def test_model_input_is_the_data_pass_s_old_float_arithmetic_bit_for_bit():
     c = torch.from_numpy(colour) / 255.0
     rows = old.view(6, 9, 27)
     torch.addcmul(c[:, None, 3:], rows, c[:, None, :3].repeat(1, 1, 9), out=rows).clamp_(0.0, 1.0)
-    assert torch.equal(crops_mod.model_input(torch.from_numpy(crops), torch.from_numpy(colour)),
+    assert torch.equal(model_input(torch.from_numpy(crops), torch.from_numpy(colour)),
                        old.permute(0, 3, 1, 2))
     plain = torch.from_numpy(crops.astype(np.float32)).div_(255.0).permute(0, 3, 1, 2)
-    assert torch.equal(to_tensor(crops), plain)
-    assert torch.equal(to_tensor(crops[:, ::-1]), plain.flip(2))  # any strides; the caller's array left alone
-    floats = crops.astype(np.float32)
-    to_tensor(floats)
-    assert np.array_equal(floats, crops)
+    assert torch.equal(model_input(torch.from_numpy(crops)), plain)
+    assert torch.equal(model_input(torch.from_numpy(crops).flip(1)), plain.flip(2))  # any strides
+    floats = torch.from_numpy(crops.astype(np.float32))
+    model_input(floats)
+    assert np.array_equal(floats.numpy(), crops)  # the caller's tensor left alone
 
 
 def test_training_items_depend_on_seed_epoch_and_index_only(poses):
